@@ -1,0 +1,1 @@
+"""FieldOps benchmarks: ``python -m bench`` runs them all and prints one table."""

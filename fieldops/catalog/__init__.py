@@ -1,0 +1,1 @@
+"""The service catalogue: what can be reported, and how each type is handled."""

@@ -1,0 +1,57 @@
+"""Typed settings, read from arguments or ``FIELDOPS_*`` environment variables, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_path
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_database_url() -> str:
+    """The embedded SpatiaLite file under the user's data directory."""
+    return f"sqlite:///{user_data_path('fieldops') / 'fieldops.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything FieldOps needs to know about where it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="FIELDOPS_", extra="forbid")
+
+    database_url: str = Field(default_factory=default_database_url)
+    environment: Literal["production", "development", "test"] = "development"
+    layers_dir: Path = REPO_ROOT / "layers"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Largest request body accepted, in bytes; Open311 descriptions top out at 4,000
+    # characters, so anything near this limit is a mistake or an attack.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Optional raster tiles behind the vector base map; empty keeps every page offline.
+    tile_url: str = ""
+    request_log: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError(
+                "database_url must be sqlite:///PATH (SpatiaLite) or "
+                "postgresql+psycopg://USER:PASSWORD@HOST/DB (PostGIS)"
+            )
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if self.environment == "production" and self.tile_url.startswith("http://"):
+            raise ValueError("tile_url must use https in production")
+        return self
+
+    @property
+    def is_spatialite(self) -> bool:
+        return self.database_url.startswith("sqlite")

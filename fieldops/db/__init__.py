@@ -1,0 +1,1 @@
+"""Storage: engines for SpatiaLite and PostGIS, the ORM base, migrations."""

@@ -1,0 +1,1 @@
+"""Districts: the areas the city serves, and which one a point falls in."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install (where missing) and start a local PostgreSQL + PostGIS, and make sure the
+# fieldops role and the database named in $1 (default fieldops_test) exist.
+# Prints the database URL on its last line.
+set -euo pipefail
+
+db="${1:-fieldops_test}"
+pg_version=15
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! ls /usr/share/postgresql/${pg_version}/extension/postgis.control >/dev/null 2>&1; then
+  echo "Installing PostgreSQL ${pg_version} + PostGIS 3 from Debian..." >&2
+  as_root apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq \
+    "postgresql-${pg_version}" "postgresql-${pg_version}-postgis-3" >&2
+fi
+
+# PostgreSQL refuses to run as root: Debian's wrapper starts the cluster as postgres.
+if ! pg_lsclusters -h 2>/dev/null | grep -q "^${pg_version} *main"; then
+  as_root pg_createcluster "${pg_version}" main >&2
+fi
+if ! pg_lsclusters -h | grep -q "^${pg_version} *main .* online"; then
+  as_root pg_ctlcluster "${pg_version}" main start >&2
+fi
+for _ in $(seq 1 30); do
+  if pg_isready -q -h 127.0.0.1 -p 5432; then break; fi
+  sleep 0.5
+done
+
+psql_su() { as_root su postgres -c "psql -v ON_ERROR_STOP=1 -qAt $*"; }
+psql_su "-c \"SELECT 1 FROM pg_roles WHERE rolname='fieldops'\"" | grep -q 1 ||
+  psql_su "-c \"CREATE ROLE fieldops LOGIN CREATEDB PASSWORD 'fieldops'\"" >&2
+psql_su "-c \"SELECT 1 FROM pg_database WHERE datname='${db}'\"" | grep -q 1 ||
+  psql_su "-c \"CREATE DATABASE ${db} OWNER fieldops\"" >&2
+psql_su "-d ${db} -c \"CREATE EXTENSION IF NOT EXISTS postgis\"" >&2
+
+echo "postgresql+psycopg://fieldops:fieldops@127.0.0.1:5432/${db}"
