@@ -7,6 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# pyproj's bundled PROJ must be loaded before SpatiaLite pulls in the system PROJ:
+# in the other order the two libraries corrupt each other's heap at process exit.
+import pyproj  # noqa: F401
 import sqlalchemy as sa
 import sqlean
 from geoalchemy2.admin.dialects.sqlite import init_spatialite

@@ -8,7 +8,6 @@ from geoalchemy2 import alembic_helpers
 from fieldops.db.models import Base
 
 
-
 def include_object(obj, name, obj_type, reflected, compare_to):  # type: ignore[no-untyped-def]
     # Tables the backend keeps for itself (SpatiaLite's metadata, PostGIS's
     # spatial_ref_sys) are not ours to drop.

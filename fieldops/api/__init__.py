@@ -1,0 +1,1 @@
+"""The HTTP edge: dependencies, error rendering, middleware and the router."""

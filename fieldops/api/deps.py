@@ -1,0 +1,126 @@
+"""FastAPI dependencies: settings, clock, sessions, the caller, and role checks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fieldops.auth.models import Role
+from fieldops.auth.service import Principal, authenticate
+from fieldops.clock import Clock
+from fieldops.config import Settings
+from fieldops.db.engine import READ_ONLY
+from fieldops.errors import Forbidden, Unauthenticated
+from fieldops.intake.context import IntakeContext
+
+
+@dataclass
+class AppState:
+    """What one running app holds: built by ``create_app``, shared by every request."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    _intake: IntakeContext | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def intake_context(self, session: Session) -> IntakeContext:
+        """The cached intake context, loaded on first use."""
+        if self._intake is None:
+            with self._lock:
+                if self._intake is None:
+                    self._intake = IntakeContext.load(session)
+        return self._intake
+
+    def forget_intake_context(self) -> None:
+        """Drop the cache after districts or services changed."""
+        with self._lock:
+            self._intake = None
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.fieldops
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def get_now(state: State) -> datetime:
+    return state.clock.now()
+
+
+Now = Annotated[datetime, Depends(get_now)]
+
+
+def get_session(state: State) -> Iterator[Session]:
+    """A session for a request that writes: the route commits before it answers."""
+    with state.sessions() as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def get_read_session(state: State) -> Iterator[Session]:
+    """A session for a request that only reads (never queues behind writers on SpatiaLite)."""
+    with state.sessions() as session:
+        session.connection(execution_options=READ_ONLY)
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+ReadSession = Annotated[Session, Depends(get_read_session)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()
+
+
+def get_principal(request: Request, state: State) -> Principal:
+    secret = _bearer(request)
+    if secret is None:
+        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+    # Auth reads through its own short session so the route's session starts clean.
+    with state.sessions() as session:
+        session.connection(execution_options=READ_ONLY)
+        principal = authenticate(session, secret)
+    if principal is None:
+        raise Unauthenticated("the API key is unknown or revoked")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets only ``roles`` through (admin always passes)."""
+    allowed = frozenset(roles) | {Role.ADMIN}
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(
+                f"role {principal.role} may not do this; needs one of {', '.join(sorted(allowed))}"
+            )
+        return principal
+
+    return check
+
+
+Staff = Annotated[Principal, Depends(require_roles(Role.DISPATCHER, Role.MANAGER))]
+Admin = Annotated[Principal, Depends(require_roles())]

@@ -1,0 +1,97 @@
+"""Errors as HTTP: one table from domain exception to status, RFC 9457 problem bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fieldops import errors
+from fieldops.api.responses import ProblemBody
+
+log = logging.getLogger("fieldops.api")
+
+# Most specific first: the first class an exception is an instance of wins.
+STATUS_BY_ERROR: list[tuple[type[errors.FieldOpsError], int]] = [
+    (errors.OutsideServiceArea, 422),
+    (errors.InvalidInput, 422),
+    (errors.SourceErrors, 422),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+]
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    problems: list[errors.FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemBody:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if problems:
+        body["errors"] = [{"field": p.field, "reason": p.reason} for p in problems]
+    return ProblemBody(body, status_code=status, headers=headers)
+
+
+def status_for(exc: errors.FieldOpsError) -> int:
+    return next((status for cls, status in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    # ("body", "lat") -> "lat"; ("query", "bbox") -> "bbox"; nested paths joined with dots.
+    parts = (
+        [str(p) for p in loc[1:]]
+        if loc and loc[0] in {"body", "query", "path", "header"}
+        else [str(p) for p in loc]
+    )
+    return ".".join(parts) or str(loc[0] if loc else "body")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.FieldOpsError)
+    async def _domain(_request: Request, exc: errors.FieldOpsError) -> ProblemBody:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        problems = getattr(exc, "problems", None)
+        field_problems = (
+            problems if problems and isinstance(problems[0], errors.FieldProblem) else None
+        )
+        return problem(status, exc.title, exc.detail, problems=field_problems, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> ProblemBody:
+        found = [
+            errors.FieldProblem(_field_name(tuple(err.get("loc", ()))), err.get("msg", "invalid"))
+            for err in exc.errors()
+        ]
+        detail = "; ".join(f"{p.field}: {p.reason}" for p in found)
+        return problem(422, "Invalid input", detail, problems=found)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> ProblemBody:
+        title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(
+            exc.status_code, "HTTP error"
+        )
+        return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ProblemBody:
+        request_id = request.scope.get("fieldops.request_id", "-")
+        log.exception("unhandled error, request %s", request_id, exc_info=exc)
+        return problem(
+            500,
+            "Internal error",
+            f"Something went wrong on our side; quote request id {request_id} to support.",
+        )

@@ -1,0 +1,1 @@
+"""Pure, vectorised geometry for FieldOps: CRS handling, districting and duplicate matching."""

@@ -1,0 +1,145 @@
+"""Use cases of incidents: open, merge reports into, change, and record every change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fieldops.db.base import ewkt_point
+from fieldops.errors import Conflict, InvalidInput, NotFound
+from fieldops.incidents import repo
+from fieldops.incidents.lifecycle import ALLOWED, can_move
+from fieldops.incidents.models import Incident, IncidentEvent, IncidentStatus, Report
+
+
+def record_event(
+    session: Session,
+    incident: Incident,
+    *,
+    kind: str,
+    actor: str,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> IncidentEvent:
+    """Append one event to the incident's log (its audit trail and the map's change feed)."""
+    event = IncidentEvent(incident_id=incident.id, at=now, actor=actor, kind=kind, data=data or {})
+    session.add(event)
+    return event
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    service_code: str
+    service_group: str
+    priority: int
+    district_id: int
+    lon: float
+    lat: float
+    address: str
+    description: str
+    reported_at: datetime
+
+
+def open_incident(session: Session, new: NewIncident, *, actor: str, now: datetime) -> Incident:
+    incident = Incident(
+        service_code=new.service_code,
+        service_group=new.service_group,
+        status=IncidentStatus.OPEN,
+        is_open=True,
+        priority=new.priority,
+        district_id=new.district_id,
+        lon=new.lon,
+        lat=new.lat,
+        geom=ewkt_point(new.lon, new.lat),
+        address=new.address,
+        description=new.description,
+        opened_at=new.reported_at,
+        updated_at=now,
+        closed_at=None,
+        first_report_at=new.reported_at,
+        last_report_at=new.reported_at,
+        report_count=1,
+        status_notes="",
+    )
+    session.add(incident)
+    session.flush()
+    return incident
+
+
+def attach_report(
+    session: Session,
+    incident: Incident,
+    report: Report,
+    *,
+    distance_m: float,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Count ``report`` as one more report of ``incident`` and say so in its log."""
+    incident.report_count += 1
+    incident.first_report_at = min(incident.first_report_at, report.requested_at)
+    incident.last_report_at = max(incident.last_report_at, report.requested_at)
+    incident.updated_at = now
+    record_event(
+        session,
+        incident,
+        kind="report_merged",
+        actor=actor,
+        now=now,
+        data={"report_id": str(report.id), "distance_m": round(distance_m, 1)},
+    )
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    status: IncidentStatus | None = None
+    priority: int | None = None
+    note: str | None = None
+
+
+def update_incident(
+    session: Session, incident_id: int, change: IncidentChange, *, actor: str, now: datetime
+) -> Incident:
+    """Change status and/or priority, checking the lifecycle; each change is an event."""
+    incident = repo.lock_incident(session, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    if change.status is not None and change.status != incident.status:
+        current = IncidentStatus(incident.status)
+        if not can_move(current, change.status):
+            allowed = ", ".join(sorted(ALLOWED[current])) or "none"
+            raise Conflict(
+                f"incident {incident_id} is {current}: it cannot become {change.status} "
+                f"(allowed next: {allowed})"
+            )
+        record_event(
+            session,
+            incident,
+            kind="status_changed",
+            actor=actor,
+            now=now,
+            data={"from": str(current), "to": str(change.status), "note": change.note or ""},
+        )
+        incident.status = change.status
+        incident.is_open = not change.status.is_closed
+        incident.closed_at = now if change.status.is_closed else None
+        if change.note:
+            incident.status_notes = change.note
+    if change.priority is not None and change.priority != incident.priority:
+        if not 1 <= change.priority <= 5:
+            raise InvalidInput.for_field("priority", "must be between 1 and 5")
+        record_event(
+            session,
+            incident,
+            kind="priority_changed",
+            actor=actor,
+            now=now,
+            data={"from": incident.priority, "to": change.priority},
+        )
+        incident.priority = change.priority
+    incident.updated_at = now
+    session.flush()
+    return incident

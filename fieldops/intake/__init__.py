@@ -1,0 +1,1 @@
+"""Intake: every report, from any channel, is validated, districted and merged here."""
