@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fieldops.auth.models import Role
 from fieldops.clock import SystemClock
@@ -60,7 +60,7 @@ def _settings(db: str | None = None, layers_dir: Path | None = None, **extra: ob
         raise typer.Exit(2) from None
 
 
-def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+def _sessions(settings: Settings) -> sessionmaker[Session]:
     from fieldops.db.engine import make_engine, make_sessionmaker
 
     return make_sessionmaker(make_engine(settings.database_url))

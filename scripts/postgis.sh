@@ -6,15 +6,9 @@ set -euo pipefail
 
 db="${1:-fieldops_test}"
 pg_version=15
+source "$(dirname "$0")/lib.sh"
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-if ! ls /usr/share/postgresql/${pg_version}/extension/postgis.control >/dev/null 2>&1; then
-  echo "Installing PostgreSQL ${pg_version} + PostGIS 3 from Debian..." >&2
-  as_root apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq \
-    "postgresql-${pg_version}" "postgresql-${pg_version}-postgis-3" >&2
-fi
+ensure_debian_packages "postgresql-${pg_version}" "postgresql-${pg_version}-postgis-3"
 
 # PostgreSQL refuses to run as root: Debian's wrapper starts the cluster as postgres.
 if ! pg_lsclusters -h 2>/dev/null | grep -q "^${pg_version} *main"; then

@@ -56,7 +56,7 @@ def open_incidents_near(
     group: str,
     bbox: tuple[float, float, float, float],
     reported_since: datetime,
-) -> Sequence[sa.Row[tuple[int, float, float]]]:
+) -> Sequence[sa.Row[int, float, float]]:
     """Open incidents of ``group`` inside ``bbox`` whose last report is at or after the instant."""
     min_lon, min_lat, max_lon, max_lat = bbox
     return session.execute(

@@ -8,7 +8,7 @@ from geoalchemy2 import alembic_helpers
 from fieldops.db.models import Base
 
 
-def include_object(obj, name, obj_type, reflected, compare_to):  # type: ignore[no-untyped-def]
+def include_object(obj, name, obj_type, reflected, compare_to):
     # Tables the backend keeps for itself (SpatiaLite's metadata, PostGIS's
     # spatial_ref_sys) are not ours to drop.
     if obj_type == "table" and reflected and compare_to is None:
