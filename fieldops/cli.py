@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -117,7 +118,7 @@ def layers_check(layers_dir: LayersOption = None) -> None:
         raise typer.Exit(1)
 
 
-def load_city(session: Session, layers_dir: Path, *, metric_crs: str | None = None) -> str:
+def load_city(session: Session, layers_dir: Path, *, now: datetime) -> str:
     """Load the city's districts and service catalogue from ``layers_dir``; returns a summary."""
     from fieldops.catalog.service import sync_service_types
     from fieldops.catalog.spec import read_city
@@ -138,9 +139,9 @@ def load_city(session: Session, layers_dir: Path, *, metric_crs: str | None = No
         code_column=city.city.district_code_column,
         name_column=city.city.district_name_column,
         kind_column=city.city.district_kind_column,
-        metric_crs=metric_crs or city.city.metric_crs,
+        metric_crs=city.city.metric_crs,
     )
-    s_added, s_updated = sync_service_types(session, city.services)
+    s_added, s_updated = sync_service_types(session, city.services, now=now)
     return (
         f"{city.city.name}: districts {d_added} added, {d_updated} updated; "
         f"services {s_added} added, {s_updated} updated"
@@ -155,7 +156,7 @@ def layers_load(db: DbOption = None, layers_dir: LayersOption = None) -> None:
     settings = _settings(db, layers_dir)
     try:
         with unit_of_work(_sessions(settings)) as session:
-            out.print(load_city(session, settings.layers_dir))
+            out.print(load_city(session, settings.layers_dir, now=SystemClock().now()))
     except FieldOpsError as exc:
         raise _fail(exc) from None
 
@@ -323,7 +324,7 @@ def demo(
     sample = settings.layers_dir / "requetes311_rats_2016_2017.csv"
     try:
         with unit_of_work(sessions) as session:
-            out.print(load_city(session, settings.layers_dir))
+            out.print(load_city(session, settings.layers_dir, now=SystemClock().now()))
         with unit_of_work(sessions) as session:
             out.print(import_311_file(session, sample, settings.layers_dir))
         with unit_of_work(sessions) as session:

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     # Optional raster tiles behind the vector base map; empty keeps every page offline.
     tile_url: str = ""
     request_log: bool = False
+    # The city served: Open311's jurisdiction and the zone its times are shown in.
+    jurisdiction_id: str = "montreal.ca"
+    timezone: str = "America/Toronto"
+    contact: str = "FieldOps operations desk, 311 (dial 3-1-1), ops@montreal.example"
+    key_service: str = "Ask the operations desk for an Open311 API key: ops@montreal.example"
+    # Where the public reaches this server (Open311 discovery lists it).
+    public_url: str = "http://127.0.0.1:8000"
 
     @field_validator("database_url")
     @classmethod

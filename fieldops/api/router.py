@@ -11,6 +11,7 @@ from fieldops.catalog.api import router as services_router
 from fieldops.db.migrate import current_revision
 from fieldops.districts.api import router as districts_router
 from fieldops.incidents.api import router as incidents_router
+from fieldops.open311.api import router as open311_router
 
 health = APIRouter(tags=["health"])
 
@@ -32,6 +33,13 @@ def readyz(session: ReadSession) -> JSONBody:
 
 def build_router() -> APIRouter:
     router = APIRouter()
-    for part in (health, incidents_router, districts_router, services_router, keys_router):
+    for part in (
+        health,
+        incidents_router,
+        districts_router,
+        services_router,
+        keys_router,
+        open311_router,
+    ):
         router.include_router(part)
     return router

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fieldops.db.base import Base
+from fieldops.db.base import Base, UTCDateTime
 
 
 class ServiceType(Base):
@@ -24,3 +27,7 @@ class ServiceType(Base):
     duplicate_window_s: Mapped[int]
     resolve_sla_s: Mapped[int]
     coarsen_public_location: Mapped[bool] = mapped_column(default=False)
+    # Open311 attribute definitions, in the wire shape (code, datatype, values...).
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # When the definition last changed: drives the Open311 discovery changeset.
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -11,7 +12,9 @@ from fieldops.catalog.repo import list_service_types
 from fieldops.catalog.spec import ServiceSpec
 
 
-def sync_service_types(session: Session, specs: Sequence[ServiceSpec]) -> tuple[int, int]:
+def sync_service_types(
+    session: Session, specs: Sequence[ServiceSpec], *, now: datetime
+) -> tuple[int, int]:
     """Insert new service types and update changed ones; returns (added, updated).
 
     Types missing from ``specs`` are kept: reports already point at them.
@@ -32,14 +35,16 @@ def sync_service_types(session: Session, specs: Sequence[ServiceSpec]) -> tuple[
             "duplicate_window_s": int(spec.duplicate_window.total_seconds()),
             "resolve_sla_s": int(spec.resolve_sla.total_seconds()),
             "coarsen_public_location": spec.coarsen_public_location,
+            "attributes": [a.model_dump(mode="json") for a in spec.attribute],
         }
         row = existing.get(spec.code)
         if row is None:
-            session.add(ServiceType(code=spec.code, **values))
+            session.add(ServiceType(code=spec.code, updated_at=now, **values))
             added += 1
         elif any(getattr(row, k) != v for k, v in values.items()):
             for k, v in values.items():
                 setattr(row, k, v)
+            row.updated_at = now
             updated += 1
     session.flush()
     return added, updated

@@ -6,8 +6,16 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fieldops.errors import SourceErrors, SourceProblem
 
@@ -25,6 +33,38 @@ class CityInfo(BaseModel):
     district_code_column: str
     district_name_column: str
     district_kind_column: str
+
+
+class AttributeValue(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1, max_length=64)
+    name_en: str = Field(min_length=1)
+    name_fr: str = Field(min_length=1)
+
+
+class AttributeSpec(BaseModel):
+    """One question a service asks on intake (an Open311 attribute)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    datatype: Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
+    required: bool = False
+    variable: bool = True
+    order: int = Field(ge=1)
+    description_en: str = Field(min_length=1)
+    description_fr: str = Field(min_length=1)
+    values: list[AttributeValue] = []
+
+    @model_validator(mode="after")
+    def _values_match_type(self) -> AttributeSpec:
+        is_list = self.datatype.endswith("valuelist")
+        if is_list and not self.values:
+            raise ValueError(f"a {self.datatype} needs values")
+        if not is_list and self.values:
+            raise ValueError(f"a {self.datatype} takes no values")
+        return self
 
 
 class ServiceSpec(BaseModel):
@@ -46,6 +86,7 @@ class ServiceSpec(BaseModel):
     resolve_sla_h: float = Field(gt=0)
     coarsen_public_location: bool = False
     import_keywords: list[str] = []
+    attribute: list[AttributeSpec] = []
 
     @field_validator("code")
     @classmethod
@@ -53,6 +94,16 @@ class ServiceSpec(BaseModel):
         if not SERVICE_CODE.match(code):
             raise ValueError("must be lower-case letters, digits and _ (2-64 characters)")
         return code
+
+    @model_validator(mode="after")
+    def _attribute_order_unique(self) -> ServiceSpec:
+        orders = [a.order for a in self.attribute]
+        codes = [a.code for a in self.attribute]
+        if len(set(orders)) != len(orders):
+            raise ValueError("attribute order values must be unique within a service")
+        if len(set(codes)) != len(codes):
+            raise ValueError("attribute codes must be unique within a service")
+        return self
 
     @property
     def duplicate_window(self) -> timedelta:

@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from sqlalchemy.exc import IntegrityError
 
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff, State
+from fieldops.api.idempotent import write_once
 from fieldops.api.responses import GeoJSONBody, JSONBody
 from fieldops.errors import InvalidInput, NotFound
-from fieldops.idempotency import service as idempotency
+from fieldops.idempotency.service import fingerprint
 from fieldops.incidents import repo
 from fieldops.incidents.models import Channel, Incident, IncidentStatus
 from fieldops.incidents.schemas import (
@@ -73,68 +73,43 @@ def create_incident(
     Send an ``Idempotency-Key`` header to make retries safe: the same key and body
     return the first answer and create nothing new.
     """
-    key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
-    fp = idempotency.fingerprint("POST", request.url.path, body.model_dump(mode="json"))
-    if key is not None:
-        stored = idempotency.find_response(
-            session, api_key_id=principal.key_id, key=key, fingerprint=fp
-        )
-        if stored is not None:
-            return _replayed(stored)
-
     context = state.intake_context(session)
-    outcome = submit_report(
-        session,
-        NewReport(
-            service_code=body.service_code,
-            lon=body.lon,
-            lat=body.lat,
-            channel=Channel.DISPATCHER,
-            description=body.description,
-            address=body.address,
-            priority=body.priority,
-            requested_at=body.requested_at,
-        ),
-        context=context,
-        actor=principal.actor,
-        now=now,
-        key_id=principal.key_id,
-    )
-    result = IntakeResult(
-        incident=incident_read(outcome.incident, context.district_names),
-        report_id=str(outcome.report.id),
-        merged=outcome.merged,
-    ).model_dump(mode="json")
-    if key is not None:
-        idempotency.remember_response(
+
+    def work() -> tuple[int, Any]:
+        outcome = submit_report(
             session,
-            api_key_id=principal.key_id,
-            key=key,
-            fingerprint=fp,
-            status_code=201,
-            body=result,
+            NewReport(
+                service_code=body.service_code,
+                lon=body.lon,
+                lat=body.lat,
+                channel=Channel.DISPATCHER,
+                description=body.description,
+                address=body.address,
+                priority=body.priority,
+                requested_at=body.requested_at,
+            ),
+            context=context,
+            actor=principal.actor,
             now=now,
+            key_id=principal.key_id,
         )
-    try:
-        session.commit()
-    except IntegrityError:
-        # A concurrent retry with the same key committed first: answer what it answered.
-        session.rollback()
-        if key is None:
-            raise
-        stored = idempotency.find_response(
-            session, api_key_id=principal.key_id, key=key, fingerprint=fp
+        result = IntakeResult(
+            incident=incident_read(outcome.incident, context.district_names),
+            report_id=str(outcome.report.id),
+            merged=outcome.merged,
         )
-        if stored is None:
-            raise
-        return _replayed(stored)
-    return JSONBody(result, status_code=201)
+        return 201, result.model_dump(mode="json")
 
-
-def _replayed(stored: idempotency.StoredResponse) -> JSONBody:
-    return JSONBody(
-        stored.body, status_code=stored.status_code, headers={"Idempotent-Replayed": "true"}
+    done = write_once(
+        session,
+        principal=principal,
+        key=idempotency_key,
+        fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        now=now,
+        work=work,
     )
+    headers = {"Idempotent-Replayed": "true"} if done.replayed else None
+    return JSONBody(done.body, status_code=done.status_code, headers=headers)
 
 
 def _csv(value: str | None) -> list[str]:
