@@ -142,9 +142,31 @@ def load_city(session: Session, layers_dir: Path, *, now: datetime) -> str:
         metric_crs=city.city.metric_crs,
     )
     s_added, s_updated = sync_service_types(session, city.services, now=now)
+    c_added, c_updated = load_roster(session, layers_dir, now=now)
     return (
         f"{city.city.name}: districts {d_added} added, {d_updated} updated; "
-        f"services {s_added} added, {s_updated} updated"
+        f"services {s_added} added, {s_updated} updated; crews {c_added} added, "
+        f"{c_updated} updated"
+    )
+
+
+def load_roster(session: Session, layers_dir: Path, *, now: datetime) -> tuple[int, int]:
+    """Load ``crews.toml`` (if the city has one), shifts set around ``now``."""
+    from fieldops.catalog.spec import read_city
+    from fieldops.crews.service import load_crews
+    from fieldops.crews.spec import read_crews
+    from fieldops.districts.repo import list_districts
+
+    roster = layers_dir / "crews.toml"
+    if not roster.is_file():
+        return 0, 0
+    city = read_city(layers_dir / "city.toml")
+    return load_crews(
+        session,
+        read_crews(roster),
+        district_ids={d.code: d.id for d in list_districts(session)},
+        now=now,
+        timezone=city.city.timezone,
     )
 
 
@@ -225,15 +247,30 @@ def import_311(
 def keys_create(
     role: Annotated[Role, typer.Option(help="What the key may do")],
     name: Annotated[str, typer.Option(help="Who or what holds it")],
+    crew: Annotated[str | None, typer.Option(help="For a crew key: the crew's name or id")] = None,
     db: DbOption = None,
 ) -> None:
     """Create an API key and print its secret (shown once, never stored)."""
     from fieldops.auth.service import create_key
+    from fieldops.crews.repo import list_crews
     from fieldops.db.engine import unit_of_work
 
     settings = _settings(db)
-    with unit_of_work(_sessions(settings)) as session:
-        key, secret = create_key(session, name=name, role=role, now=SystemClock().now())
+    try:
+        with unit_of_work(_sessions(settings)) as session:
+            crew_id = None
+            if crew is not None:
+                found = [c for c in list_crews(session) if crew in (c.name, str(c.id))]
+                if not found:
+                    raise typer.BadParameter(
+                        f"no crew named or numbered {crew!r}", param_hint="--crew"
+                    )
+                crew_id = found[0].id
+            key, secret = create_key(
+                session, name=name, role=role, now=SystemClock().now(), crew_id=crew_id
+            )
+    except FieldOpsError as exc:
+        raise _fail(exc) from None
     err.print(f"Key {key.id} ({key.role}, {key.name}) created. Its secret, shown once:")
     print(secret)
 

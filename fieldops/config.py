@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,10 @@ class Settings(BaseSettings):
     timezone: str = "America/Toronto"
     contact: str = "FieldOps operations desk, 311 (dial 3-1-1), ops@montreal.example"
     key_service: str = "Ask the operations desk for an Open311 API key: ops@montreal.example"
+    # Projected CRS for measuring in metres in this city (Montréal: NAD83 / MTM zone 8).
+    metric_crs: str = "EPSG:32188"
+    # A crew position older than this is shown and treated as stale.
+    stale_position_s: int = Field(default=300, ge=10)
     # Where the public reaches this server (Open311 discovery lists it).
     public_url: str = "http://127.0.0.1:8000"
 
@@ -58,6 +63,10 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.tile_url.startswith("http://"):
             raise ValueError("tile_url must use https in production")
         return self
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(seconds=self.stale_position_s)
 
     @property
     def is_spatialite(self) -> bool:

@@ -28,5 +28,11 @@ psql_su "-c \"SELECT 1 FROM pg_roles WHERE rolname='fieldops'\"" | grep -q 1 ||
 psql_su "-c \"SELECT 1 FROM pg_database WHERE datname='${db}'\"" | grep -q 1 ||
   psql_su "-c \"CREATE DATABASE ${db} OWNER fieldops\"" >&2
 psql_su "-d ${db} -c \"CREATE EXTENSION IF NOT EXISTS postgis\"" >&2
+# A template with PostGIS in it, so a test run can create databases of its own
+# without superuser rights (CREATE DATABASE ... TEMPLATE fieldops_template).
+psql_su "-c \"SELECT 1 FROM pg_database WHERE datname='fieldops_template'\"" | grep -q 1 || {
+  psql_su "-c \"CREATE DATABASE fieldops_template OWNER fieldops\"" >&2
+  psql_su "-d fieldops_template -c \"CREATE EXTENSION IF NOT EXISTS postgis\"" >&2
+}
 
 echo "postgresql+psycopg://fieldops:fieldops@127.0.0.1:5432/${db}"

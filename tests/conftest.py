@@ -7,6 +7,7 @@ have run against PostGIS for real.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fieldops.app import create_app
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
-from fieldops.cli import load_city
+from fieldops.cli import load_city, load_roster
 from fieldops.clock import ManualClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_engine, make_sessionmaker, unit_of_work
@@ -32,7 +33,16 @@ POSTGIS_ENV = "FIELDOPS_TEST_POSTGIS_URL"
 START = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
 
 # Tables tests write to, children first; districts and services stay loaded all session.
-MUTABLE_TABLES = ("idempotent_responses", "incident_events", "reports", "incidents", "api_keys")
+MUTABLE_TABLES = (
+    "idempotent_responses",
+    "incident_events",
+    "assignments",
+    "crew_positions",
+    "reports",
+    "incidents",
+    "api_keys",
+    "crews",
+)
 
 
 def _in_ci() -> bool:
@@ -58,7 +68,7 @@ def _prepare(url: str) -> Engine:
     upgrade(engine)
     with unit_of_work(make_sessionmaker(engine)) as session:
         _clear(session)
-        load_city(session, LAYERS)
+        load_city(session, LAYERS, now=START)
     return engine
 
 
@@ -77,12 +87,21 @@ def spatialite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engi
 
 @pytest.fixture(scope="session")
 def postgis_engine() -> Iterator[Engine]:
+    """A PostGIS database of this run's own, made from the template scripts/postgis.sh keeps,
+    so parallel runs never see each other's rows; dropped at the end."""
     url = os.environ.get(POSTGIS_ENV)
     if not url:
         pytest.skip(f"{POSTGIS_ENV} is not set (the test command sets it)")
-    engine = _prepare(url)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"fieldops_run_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE fieldops_template"))
+    engine = _prepare(sa.make_url(url).set(database=name).render_as_string(hide_password=False))
     yield engine
     engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture(
@@ -97,6 +116,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     yield engine
     with unit_of_work(make_sessionmaker(engine)) as session:
         _clear(session)
+        load_roster(session, LAYERS, now=START)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from fieldops.auth.service import Principal, authenticate
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db.engine import READ_ONLY
+from fieldops.dispatch.service import TravelModel
+from fieldops.dispatch.travel import load_travel_model
 from fieldops.errors import Forbidden, Unauthenticated
 from fieldops.intake.context import IntakeContext
 
@@ -30,6 +32,7 @@ class AppState:
     sessions: sessionmaker[Session]
     clock: Clock
     _intake: IntakeContext | None = None
+    _travel: TravelModel | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def intake_context(self, session: Session) -> IntakeContext:
@@ -39,6 +42,16 @@ class AppState:
                 if self._intake is None:
                     self._intake = IntakeContext.load(session)
         return self._intake
+
+    def travel(self) -> TravelModel:
+        """The city's travel model (its street graphs), built on first use."""
+        if self._travel is None:
+            with self._lock:
+                if self._travel is None:
+                    self._travel = load_travel_model(
+                        self.settings.layers_dir, metric_crs=self.settings.metric_crs
+                    )
+        return self._travel
 
     def forget_intake_context(self) -> None:
         """Drop the cache after districts or services changed."""
@@ -123,4 +136,5 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 
 
 Staff = Annotated[Principal, Depends(require_roles(Role.DISPATCHER, Role.MANAGER))]
+CrewMember = Annotated[Principal, Depends(require_roles(Role.CREW))]
 Admin = Annotated[Principal, Depends(require_roles())]

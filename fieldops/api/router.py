@@ -8,7 +8,9 @@ from fieldops.api.deps import ReadSession
 from fieldops.api.responses import JSONBody
 from fieldops.auth.api import router as keys_router
 from fieldops.catalog.api import router as services_router
+from fieldops.crews.api import router as crews_router
 from fieldops.db.migrate import current_revision
+from fieldops.dispatch.api import router as dispatch_router
 from fieldops.districts.api import router as districts_router
 from fieldops.incidents.api import router as incidents_router
 from fieldops.open311.api import router as open311_router
@@ -40,6 +42,8 @@ def build_router() -> APIRouter:
         services_router,
         keys_router,
         open311_router,
+        crews_router,
+        dispatch_router,
     ):
         router.include_router(part)
     return router

@@ -17,6 +17,7 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
+    crew_id: int | None = Field(default=None, description="required for (and only for) a crew key")
 
 
 class KeyRead(BaseModel):
@@ -24,6 +25,7 @@ class KeyRead(BaseModel):
     name: str
     role: Role
     prefix: str
+    crew_id: int | None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -43,7 +45,7 @@ def get_keys(session: ReadSession, _admin: Admin) -> list[KeyRead]:
 
 @router.post("", response_model=KeyCreated, status_code=201)
 def post_key(body: KeyCreate, session: DbSession, _admin: Admin, now: Now) -> KeyCreated:
-    key, secret = create_key(session, name=body.name, role=body.role, now=now)
+    key, secret = create_key(session, name=body.name, role=body.role, now=now, crew_id=body.crew_id)
     result = KeyCreated(**_read(key).model_dump(), secret=secret)
     session.commit()
     return result

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from fieldops.auth.models import ApiKey, Role
-from fieldops.errors import NotFound
+from fieldops.errors import InvalidInput, NotFound
 
 KEY_PREFIX = "fo_"
 
@@ -23,6 +23,7 @@ class Principal:
     key_id: int
     name: str
     role: Role
+    crew_id: int | None = None
 
     @property
     def actor(self) -> str:
@@ -35,8 +36,14 @@ def digest_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_key(session: Session, *, name: str, role: Role, now: datetime) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret, which is never stored or shown again."""
+def create_key(
+    session: Session, *, name: str, role: Role, now: datetime, crew_id: int | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret, which is never stored or shown again.
+
+    A crew key names its crew and sees only that crew's work."""
+    if (role == Role.CREW) != (crew_id is not None):
+        raise InvalidInput.for_field("crew_id", "a crew key needs its crew, and only a crew key")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         name=name,
@@ -45,6 +52,7 @@ def create_key(session: Session, *, name: str, role: Role, now: datetime) -> tup
         prefix=secret[:10],
         created_at=now,
         revoked_at=None,
+        crew_id=crew_id,
     )
     session.add(key)
     session.flush()
@@ -54,13 +62,13 @@ def create_key(session: Session, *, name: str, role: Role, now: datetime) -> tup
 def authenticate(session: Session, secret: str) -> Principal | None:
     """The principal for a secret, or None when it is unknown or revoked."""
     row = session.execute(
-        sa.select(ApiKey.id, ApiKey.name, ApiKey.role).where(
+        sa.select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.crew_id).where(
             ApiKey.digest == digest_secret(secret), ApiKey.revoked_at.is_(None)
         )
     ).one_or_none()
     if row is None:
         return None
-    return Principal(key_id=row.id, name=row.name, role=Role(row.role))
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), crew_id=row.crew_id)
 
 
 def revoke_key(session: Session, *, key_id: int, now: datetime) -> ApiKey:

@@ -1,0 +1,1 @@
+"""Field crews: who they are, what they can do, when they work and where they are."""

@@ -1,0 +1,121 @@
+"""Crew use cases: the roster, and position fixes from crew devices."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from fieldops.crews.models import Crew, CrewPosition, CrewStatus
+from fieldops.crews.repo import crew_by_name, get_crew, known_fix_times
+from fieldops.crews.spec import CrewSpec
+from fieldops.errors import FieldProblem, InvalidInput, NotFound
+
+
+def load_crews(
+    session: Session,
+    specs: Sequence[CrewSpec],
+    *,
+    district_ids: dict[str, int],
+    now: datetime,
+    timezone: str,
+    roster: str = "city",
+) -> tuple[int, int]:
+    """Insert or update crews by name, with their current (or next) shift; (added, updated)."""
+    unknown = sorted({s.district for s in specs} - set(district_ids))
+    if unknown:
+        raise InvalidInput.for_field("district", f"unknown district code(s): {', '.join(unknown)}")
+    existing = crew_by_name(session)
+    added = updated = 0
+    for spec in specs:
+        starts, ends = spec.shift_window(now, timezone)
+        values = {
+            "skills": list(spec.skills),
+            "capacity": spec.capacity,
+            "home_district_id": district_ids[spec.district],
+            "depot_lon": spec.depot[0],
+            "depot_lat": spec.depot[1],
+            "shift_starts_at": starts,
+            "shift_ends_at": ends,
+            "roster": roster,
+        }
+        crew = existing.get(spec.name)
+        if crew is None:
+            session.add(
+                Crew(
+                    name=spec.name,
+                    status=CrewStatus.AVAILABLE,
+                    last_lon=None,
+                    last_lat=None,
+                    last_fix_at=None,
+                    **values,
+                )
+            )
+            added += 1
+        else:
+            for key, value in values.items():
+                setattr(crew, key, value)
+            updated += 1
+    session.flush()
+    return added, updated
+
+
+@dataclass(frozen=True)
+class Fix:
+    lon: float
+    lat: float
+    fix_at: datetime
+
+
+@dataclass(frozen=True)
+class FixesOutcome:
+    stored: int
+    repeated: int
+    moved: bool  # whether the crew's last known position changed
+
+
+def record_positions(
+    session: Session, crew_id: int, fixes: Sequence[Fix], *, now: datetime
+) -> FixesOutcome:
+    """Store a batch of fixes (in any order, possibly sent before). The crew's position
+    only ever moves forward in device time; a repeated fix is stored once."""
+    problems = [
+        FieldProblem(f"fixes[{i}]", "lon/lat out of range or not finite")
+        for i, f in enumerate(fixes)
+        if not (
+            math.isfinite(f.lon)
+            and math.isfinite(f.lat)
+            and -180 <= f.lon <= 180
+            and -90 <= f.lat <= 90
+        )
+    ]
+    problems += [
+        FieldProblem(f"fixes[{i}].fix_at", "must carry a time zone")
+        for i, f in enumerate(fixes)
+        if f.fix_at.tzinfo is None
+    ]
+    if problems:
+        raise InvalidInput("; ".join(f"{p.field} {p.reason}" for p in problems), problems)
+    crew = get_crew(session, crew_id, lock=True)
+    if crew is None:
+        raise NotFound(f"no crew with id {crew_id}")
+    unique = {f.fix_at: f for f in fixes}
+    already = known_fix_times(session, crew_id, list(unique))
+    fresh = [f for at, f in sorted(unique.items()) if at not in already]
+    for fix in fresh:
+        session.add(
+            CrewPosition(
+                crew_id=crew_id, lon=fix.lon, lat=fix.lat, fix_at=fix.fix_at, received_at=now
+            )
+        )
+    moved = False
+    if fresh:
+        newest = fresh[-1]
+        if crew.last_fix_at is None or newest.fix_at > crew.last_fix_at:
+            crew.last_lon, crew.last_lat, crew.last_fix_at = newest.lon, newest.lat, newest.fix_at
+            moved = True
+    session.flush()
+    return FixesOutcome(stored=len(fresh), repeated=len(fixes) - len(fresh), moved=moved)

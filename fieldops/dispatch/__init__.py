@@ -1,0 +1,1 @@
+"""Dispatch: ranking crews for an incident, assigning them, and batch assignment in surges."""

@@ -1,0 +1,456 @@
+"""Dispatch use cases: recommend, assign, batch-assign, and the crew's own actions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sqlalchemy.orm import Session
+
+from fieldops.catalog.repo import list_service_types
+from fieldops.crews.models import Crew, CrewStatus
+from fieldops.crews.repo import get_crew, list_crews
+from fieldops.dispatch import repo
+from fieldops.dispatch.batch import BatchIncident, BatchPlan, assign_greedy, assign_optimal
+from fieldops.dispatch.models import Assignment, AssignmentStatus
+from fieldops.dispatch.ranking import CrewState, Recommendation, rank_crews
+from fieldops.errors import Conflict, InvalidInput, NotFound
+from fieldops.geo.routing import Travel
+from fieldops.incidents.models import Incident, IncidentStatus
+from fieldops.incidents.repo import get_incident, lock_incident
+from fieldops.incidents.service import IncidentChange, record_event, update_incident
+
+
+class TravelModel(Protocol):
+    def travel_matrix(
+        self, from_lon: ArrayLike, from_lat: ArrayLike, to_lon: ArrayLike, to_lat: ArrayLike
+    ) -> list[Travel]: ...
+
+    def travel_to(
+        self, lon: float, lat: float, from_lon: ArrayLike, from_lat: ArrayLike
+    ) -> Travel: ...
+
+
+def crew_position(crew: Crew) -> tuple[float, float]:
+    """Where the crew is believed to be: its last fix, else its depot."""
+    if crew.last_lon is not None and crew.last_lat is not None:
+        return crew.last_lon, crew.last_lat
+    return crew.depot_lon, crew.depot_lat
+
+
+def is_stale(crew: Crew, *, now: datetime, stale_after: timedelta) -> bool:
+    return crew.last_fix_at is None or now - crew.last_fix_at > stale_after
+
+
+def crew_states(session: Session, *, now: datetime, stale_after: timedelta) -> list[CrewState]:
+    counts = repo.active_job_counts(session)
+    states = []
+    for crew in list_crews(session):
+        lon, lat = crew_position(crew)
+        states.append(
+            CrewState(
+                crew_id=crew.id,
+                name=crew.name,
+                skills=frozenset(crew.skills),
+                capacity=crew.capacity,
+                active_jobs=counts.get(crew.id, 0),
+                home_district_id=crew.home_district_id,
+                on_duty=crew.status != CrewStatus.OFF_DUTY,
+                shift_starts_at=crew.shift_starts_at,
+                shift_ends_at=crew.shift_ends_at,
+                lon=lon,
+                lat=lat,
+                position_stale=is_stale(crew, now=now, stale_after=stale_after),
+            )
+        )
+    return states
+
+
+def _skills_by_service(session: Session) -> dict[str, frozenset[str]]:
+    return {s.code: frozenset(s.skills) for s in list_service_types(session)}
+
+
+def recommend_crews(
+    session: Session,
+    incident_id: int,
+    *,
+    now: datetime,
+    travel: TravelModel,
+    stale_after: timedelta,
+    limit: int = 5,
+) -> tuple[Incident, list[Recommendation]]:
+    """The best crews for an incident, with ETA, travel model and a one-line reason each."""
+    incident = get_incident(session, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    crews = crew_states(session, now=now, stale_after=stale_after)
+    if not crews:
+        return incident, []
+    times = travel.travel_to(
+        incident.lon, incident.lat, [c.lon for c in crews], [c.lat for c in crews]
+    )
+    skills = _skills_by_service(session)[incident.service_code]
+    return incident, rank_crews(
+        crews, times, skills=skills, district_id=incident.district_id, now=now, limit=limit
+    )
+
+
+def refresh_crew_status(session: Session, crew: Crew) -> None:
+    """A crew's status follows its most advanced active assignment."""
+    if crew.status == CrewStatus.OFF_DUTY:
+        return
+    steps = {a.status for a, _ in repo.crew_assignments(session, crew.id)}
+    if AssignmentStatus.ON_SCENE in steps:
+        crew.status = CrewStatus.ON_SCENE
+    elif AssignmentStatus.EN_ROUTE in steps:
+        crew.status = CrewStatus.EN_ROUTE
+    elif steps:
+        crew.status = CrewStatus.ASSIGNED
+    else:
+        crew.status = CrewStatus.AVAILABLE
+
+
+def _move_incident(
+    session: Session,
+    incident: Incident,
+    status: IncidentStatus,
+    *,
+    actor: str,
+    now: datetime,
+    note: str = "",
+) -> None:
+    if incident.status != status:
+        update_incident(
+            session,
+            incident.id,
+            IncidentChange(status=status, note=note or None),
+            actor=actor,
+            now=now,
+        )
+
+
+def assign_crew(
+    session: Session,
+    incident_id: int,
+    crew_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    travel: TravelModel,
+    stale_after: timedelta,
+    eta_s: float | None = None,
+    travel_model: str | None = None,
+) -> Assignment:
+    """Send ``crew_id`` to the incident (recommended or not). A crew already on it is
+    relieved (its assignment becomes ``reassigned``). Skills and capacity are enforced."""
+    incident = lock_incident(session, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident with id {incident_id}")
+    if not incident.is_open:
+        raise Conflict(f"incident {incident_id} is {incident.status}: reopen it before assigning")
+    crew = get_crew(session, crew_id, lock=True)
+    if crew is None:
+        raise InvalidInput.for_field("crew_id", f"no crew with id {crew_id}")
+    state = next(
+        s for s in crew_states(session, now=now, stale_after=stale_after) if s.crew_id == crew_id
+    )
+    current = repo.active_assignment(session, incident_id)
+    if current is not None and current.crew_id == crew_id:
+        return current
+    why_not = state.can_take(_skills_by_service(session)[incident.service_code], now)
+    if why_not is not None:
+        raise Conflict(f"crew {crew.name} cannot take incident {incident_id}: {why_not}")
+    if eta_s is None or travel_model is None:
+        times = travel.travel_to(incident.lon, incident.lat, [state.lon], [state.lat])
+        eta_s, travel_model = float(times.seconds[0]), str(times.model[0])
+    if current is not None:
+        _end(current, AssignmentStatus.REASSIGNED, now=now)
+        previous = get_crew(session, current.crew_id)
+        record_event(
+            session,
+            incident,
+            kind="reassigned",
+            actor=actor,
+            now=now,
+            data={"from_crew_id": current.crew_id, "to_crew_id": crew_id},
+        )
+        session.flush()
+        if previous is not None:
+            refresh_crew_status(session, previous)
+    assignment = Assignment(
+        incident_id=incident_id,
+        crew_id=crew_id,
+        status=AssignmentStatus.PENDING,
+        is_active=True,
+        version=1,
+        assigned_at=now,
+        assigned_by=actor,
+        eta_s=round(eta_s, 1),
+        travel_model=travel_model,
+        accepted_at=None,
+        arrived_at=None,
+        finished_at=None,
+        note="",
+    )
+    session.add(assignment)
+    session.flush()
+    record_event(
+        session,
+        incident,
+        kind="assigned",
+        actor=actor,
+        now=now,
+        data={
+            "assignment_id": assignment.id,
+            "crew_id": crew_id,
+            "crew_name": crew.name,
+            "eta_s": assignment.eta_s,
+            "travel_model": travel_model,
+        },
+    )
+    _move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
+    refresh_crew_status(session, crew)
+    session.flush()
+    return assignment
+
+
+def _end(assignment: Assignment, status: AssignmentStatus, *, now: datetime) -> None:
+    assignment.status = status
+    assignment.is_active = False
+    assignment.finished_at = now
+    assignment.version += 1
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    optimal: BatchPlan
+    greedy: BatchPlan
+    assignments: list[Assignment]
+
+
+def batch_dispatch(
+    session: Session,
+    *,
+    actor: str,
+    now: datetime,
+    travel: TravelModel,
+    stale_after: timedelta,
+    district_ids: Sequence[int] = (),
+    bbox: tuple[float, float, float, float] | None = None,
+) -> BatchResult:
+    """Assign every unassigned open incident (in the area, if given) at once, optimally."""
+    incidents = list(repo.unassigned_open_incidents(session, district_ids=district_ids, bbox=bbox))
+    crews = crew_states(session, now=now, stale_after=stale_after)
+    if not incidents or not crews:
+        empty = BatchPlan([], [i.id for i in incidents], 0.0, 0.0)
+        return BatchResult(empty, empty, [])
+    skills = _skills_by_service(session)
+    batch = [BatchIncident(i.id, i.priority, skills[i.service_code]) for i in incidents]
+    rows = travel.travel_matrix(
+        [c.lon for c in crews],
+        [c.lat for c in crews],
+        [i.lon for i in incidents],
+        [i.lat for i in incidents],
+    )
+    eta = np.vstack([r.seconds for r in rows])
+    models = {
+        (i.id, c.crew_id): str(rows[r].model[k])
+        for r, i in enumerate(incidents)
+        for k, c in enumerate(crews)
+    }
+    optimal = assign_optimal(batch, crews, eta, now)
+    greedy = assign_greedy(batch, crews, eta, now)
+    made = [
+        assign_crew(
+            session,
+            a.incident_id,
+            a.crew_id,
+            actor=actor,
+            now=now,
+            travel=travel,
+            stale_after=stale_after,
+            eta_s=a.eta_s,
+            travel_model=models[(a.incident_id, a.crew_id)],
+        )
+        for a in optimal.assignments
+    ]
+    return BatchResult(optimal, greedy, made)
+
+
+# What a crew may do to its assignment, from which step, and where it leads.
+CREW_ACTIONS: dict[str, tuple[frozenset[AssignmentStatus], AssignmentStatus, IncidentStatus]] = {
+    "accept": (
+        frozenset({AssignmentStatus.PENDING}),
+        AssignmentStatus.ACCEPTED,
+        IncidentStatus.ACKNOWLEDGED,
+    ),
+    "en_route": (
+        frozenset({AssignmentStatus.PENDING, AssignmentStatus.ACCEPTED}),
+        AssignmentStatus.EN_ROUTE,
+        IncidentStatus.EN_ROUTE,
+    ),
+    "on_scene": (
+        frozenset({AssignmentStatus.ACCEPTED, AssignmentStatus.EN_ROUTE}),
+        AssignmentStatus.ON_SCENE,
+        IncidentStatus.ON_SCENE,
+    ),
+    "done": (
+        frozenset({AssignmentStatus.ON_SCENE}),
+        AssignmentStatus.DONE,
+        IncidentStatus.RESOLVED,
+    ),
+    "decline": (
+        frozenset({AssignmentStatus.PENDING, AssignmentStatus.ACCEPTED}),
+        AssignmentStatus.DECLINED,
+        IncidentStatus.OPEN,
+    ),
+}
+
+
+def act_on_assignment(
+    session: Session,
+    assignment_id: int,
+    *,
+    crew_id: int,
+    action: str,
+    version: int | None,
+    note: str,
+    actor: str,
+    now: datetime,
+) -> Assignment:
+    """A crew's step on its own assignment. Another crew's assignment is NotFound; an
+    action sent against an assignment that changed since (``version``) or that is no
+    longer the crew's is a Conflict that says what changed."""
+    if action not in CREW_ACTIONS:
+        raise InvalidInput.for_field("action", f"must be one of {', '.join(CREW_ACTIONS)}")
+    assignment = repo.get_assignment(session, assignment_id, lock=True)
+    if assignment is None or assignment.crew_id != crew_id:
+        raise NotFound(f"no assignment {assignment_id} for this crew")
+    allowed_from, step, incident_status = CREW_ACTIONS[action]
+    if not assignment.is_active:
+        raise Conflict(
+            f"assignment {assignment_id} is {assignment.status} since "
+            f"{assignment.finished_at:%Y-%m-%d %H:%M:%S}Z; your {action!r} was not applied"
+            if assignment.finished_at
+            else f"assignment {assignment_id} is {assignment.status}"
+        )
+    if version is not None and version != assignment.version:
+        raise Conflict(
+            f"assignment {assignment_id} changed since your version {version}: it is now "
+            f"{assignment.status} (version {assignment.version}); your {action!r} was not applied"
+        )
+    if assignment.status not in allowed_from:
+        raise Conflict(
+            f"assignment {assignment_id} is {assignment.status}: {action!r} needs "
+            f"{' or '.join(sorted(allowed_from))}"
+        )
+    if action == "decline" and not note.strip():
+        raise InvalidInput.for_field("note", "a decline needs a reason")
+    incident = lock_incident(session, assignment.incident_id)
+    assert incident is not None
+    assignment.status = step
+    assignment.version += 1
+    if action == "accept":
+        assignment.accepted_at = now
+    elif action == "on_scene":
+        assignment.arrived_at = now
+    if action in {"done", "decline"}:
+        assignment.is_active = False
+        assignment.finished_at = now
+    if note:
+        assignment.note = note
+    record_event(
+        session,
+        incident,
+        kind="declined" if action == "decline" else f"crew_{action}",
+        actor=actor,
+        now=now,
+        data={"assignment_id": assignment.id, "crew_id": crew_id, "note": note},
+    )
+    _move_incident(session, incident, incident_status, actor=actor, now=now, note=note)
+    crew = get_crew(session, crew_id)
+    assert crew is not None
+    session.flush()
+    refresh_crew_status(session, crew)
+    session.flush()
+    return assignment
+
+
+# A job's time on site when planning a shift, by service group; the rest take the default.
+SERVICE_TIME_S = {
+    "roads": 40 * 60,
+    "trees": 60 * 60,
+    "wildlife": 30 * 60,
+    "housing_health": 45 * 60,
+}
+DEFAULT_SERVICE_TIME_S = 30 * 60
+
+
+@dataclass(frozen=True)
+class ShiftStop:
+    assignment_id: int
+    incident_id: int
+    arrive_at: datetime
+    travel_s: int
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    crew_id: int
+    stops: list[ShiftStop]
+    unplanned: list[int]  # assignment ids that do not fit in the shift
+    travel_s: int
+
+
+def plan_shift(session: Session, crew_id: int, *, now: datetime, travel: TravelModel) -> ShiftPlan:
+    """Order the crew's queued jobs into a route for the rest of its shift (VROOM), from
+    where it is back to its depot, with road travel times."""
+    from fieldops.dispatch.planning import PlanJob, PlanVehicle, plan_routes
+
+    crew = get_crew(session, crew_id)
+    if crew is None:
+        raise NotFound(f"no crew with id {crew_id}")
+    queued = [
+        (a, i)
+        for a, i in repo.crew_assignments(session, crew_id)
+        if a.status in {AssignmentStatus.PENDING, AssignmentStatus.ACCEPTED}
+    ]
+    if not queued:
+        return ShiftPlan(crew_id, [], [], 0)
+    here = crew_position(crew)
+    lons = [here[0], crew.depot_lon, *(i.lon for _, i in queued)]
+    lats = [here[1], crew.depot_lat, *(i.lat for _, i in queued)]
+    rows = travel.travel_matrix(lons, lats, lons, lats)
+    durations = np.vstack([r.seconds for r in rows]).T  # [from, to]
+    np.fill_diagonal(durations, 0.0)
+    skills = frozenset(crew.skills)
+    plan = plan_routes(
+        [PlanVehicle(crew_id, 0, 1, int((crew.shift_ends_at - now).total_seconds()), skills)],
+        [
+            PlanJob(
+                a.id,
+                k + 2,
+                SERVICE_TIME_S.get(i.service_group, DEFAULT_SERVICE_TIME_S),
+                frozenset(),
+                priority=(6 - i.priority) * 20,
+            )
+            for k, (a, i) in enumerate(queued)
+        ],
+        durations,
+    )
+    incident_of = {a.id: i.id for a, i in queued}
+    return ShiftPlan(
+        crew_id,
+        [
+            ShiftStop(
+                s.job_id, incident_of[s.job_id], now + timedelta(seconds=s.arrival_s), s.travel_s
+            )
+            for s in plan.stops
+        ],
+        plan.unassigned,
+        plan.travel_s,
+    )
