@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from fieldops import __version__
@@ -12,27 +15,61 @@ from fieldops.api.router import build_router
 from fieldops.clock import Clock, SystemClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_engine, make_sessionmaker
+from fieldops.notifications.service import LogSender, Sender
+from fieldops.notifications.webhook import WebhookSender
+from fieldops.scheduler import Jobs, build_scheduler
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     """Build the app. The database must already be migrated (``fieldops db upgrade``)."""
     engine = make_engine(settings.database_url)
-    app = FastAPI(
-        title="FieldOps",
-        version=__version__,
-        description="Intake, dispatch and escalation for a city's field operations.",
-    )
-    app.state.fieldops = AppState(
+    state = AppState(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
         clock=clock or SystemClock(),
     )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler = build_scheduler(jobs_for(state)) if settings.run_scheduler else None
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
+
+    app = FastAPI(
+        title="FieldOps",
+        version=__version__,
+        description="Intake, dispatch and escalation for a city's field operations.",
+        lifespan=lifespan,
+    )
+    app.state.fieldops = state
     install_error_handlers(app)
     app.include_router(build_router())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def jobs_for(state: AppState) -> Jobs:
+    """The scheduled jobs of an app: its database, clock, travel model and senders."""
+    settings = state.settings
+    sender: Sender = (
+        WebhookSender(settings.webhook_url, settings.webhook_secret)
+        if settings.webhook_url
+        else LogSender()
+    )
+    return Jobs(
+        sessions=state.sessions,
+        clock=state.clock,
+        travel=state.travel,
+        stale_after=settings.stale_after,
+        sender=sender,
+    )
 
 
 def app_from_environment() -> FastAPI:

@@ -123,6 +123,8 @@ def load_city(session: Session, layers_dir: Path, *, now: datetime) -> str:
     from fieldops.catalog.service import sync_service_types
     from fieldops.catalog.spec import read_city
     from fieldops.districts.service import load_districts
+    from fieldops.escalation.policy import read_policy
+    from fieldops.escalation.service import load_policy
     from fieldops.layers import load_vector_layer, read_catalog
 
     city = read_city(layers_dir / "city.toml")
@@ -143,6 +145,9 @@ def load_city(session: Session, layers_dir: Path, *, now: datetime) -> str:
     )
     s_added, s_updated = sync_service_types(session, city.services, now=now)
     c_added, c_updated = load_roster(session, layers_dir, now=now)
+    policy_file = layers_dir / "escalation.toml"
+    if policy_file.is_file():
+        load_policy(session, read_policy(policy_file), source=str(policy_file), now=now)
     return (
         f"{city.city.name}: districts {d_added} added, {d_updated} updated; "
         f"services {s_added} added, {s_updated} updated; crews {c_added} added, "

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     metric_crs: str = "EPSG:32188"
     # A crew position older than this is shown and treated as stale.
     stale_position_s: int = Field(default=300, ge=10)
+    # Run the escalation and notification jobs inside the API process.
+    run_scheduler: bool = True
+    # Notifications go to this webhook (signed with the secret); empty: to the log.
+    webhook_url: str = ""
+    webhook_secret: str = ""
     # Where the public reaches this server (Open311 discovery lists it).
     public_url: str = "http://127.0.0.1:8000"
 
@@ -62,6 +67,8 @@ class Settings(BaseSettings):
     def _safe_in_production(self) -> Settings:
         if self.environment == "production" and self.tile_url.startswith("http://"):
             raise ValueError("tile_url must use https in production")
+        if self.webhook_url and len(self.webhook_secret) < 16:
+            raise ValueError("webhook_url needs a webhook_secret of at least 16 characters")
         return self
 
     @property

@@ -35,6 +35,8 @@ START = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
 # Tables tests write to, children first; districts and services stay loaded all session.
 MUTABLE_TABLES = (
     "idempotent_responses",
+    "notifications",
+    "escalation_steps",
     "incident_events",
     "assignments",
     "crew_positions",
@@ -42,6 +44,7 @@ MUTABLE_TABLES = (
     "incidents",
     "api_keys",
     "crews",
+    "emergencies",
 )
 
 
@@ -142,6 +145,8 @@ def app_client(engine: Engine, clock: ManualClock) -> Iterator[TestClient]:
         database_url=engine.url.render_as_string(hide_password=False),
         environment="test",
         max_body_bytes=64 * 1024,
+        # Tests drive the scheduled jobs themselves, on the manual clock.
+        run_scheduler=False,
     )
     app = create_app(settings, clock=clock)
     with TestClient(app, base_url="http://127.0.0.1") as client:

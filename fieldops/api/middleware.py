@@ -45,19 +45,31 @@ class BodyLimitMiddleware:
             await self._too_large(send)
             return
         seen = 0
+        too_large = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    # The app sees the client go away; we answer 413 in its place.
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded_send(message: Message) -> None:
+            if not too_large:
+                await send(message)
+
         try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large:
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
@@ -79,7 +91,3 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-
-
-class _BodyTooLarge(Exception):
-    pass

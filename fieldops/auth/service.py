@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from fieldops.auth.models import ApiKey, Role
+from fieldops.crews.models import Crew
 from fieldops.errors import InvalidInput, NotFound
 
 KEY_PREFIX = "fo_"
@@ -44,6 +45,8 @@ def create_key(
     A crew key names its crew and sees only that crew's work."""
     if (role == Role.CREW) != (crew_id is not None):
         raise InvalidInput.for_field("crew_id", "a crew key needs its crew, and only a crew key")
+    if crew_id is not None and session.get(Crew, crew_id) is None:
+        raise InvalidInput.for_field("crew_id", f"no crew with id {crew_id}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         name=name,

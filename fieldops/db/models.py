@@ -6,8 +6,11 @@ from fieldops.crews.models import Crew, CrewPosition
 from fieldops.db.base import Base
 from fieldops.dispatch.models import Assignment
 from fieldops.districts.models import District
+from fieldops.emergencies.models import Emergency
+from fieldops.escalation.models import EscalationStep, PolicyVersion
 from fieldops.idempotency.models import IdempotentResponse
 from fieldops.incidents.models import Incident, IncidentEvent, Report
+from fieldops.notifications.models import Notification
 
 __all__ = [
     "ApiKey",
@@ -16,9 +19,13 @@ __all__ = [
     "Crew",
     "CrewPosition",
     "District",
+    "Emergency",
+    "EscalationStep",
     "IdempotentResponse",
     "Incident",
     "IncidentEvent",
+    "Notification",
+    "PolicyVersion",
     "Report",
     "ServiceType",
 ]

@@ -19,6 +19,7 @@ from fieldops.dispatch.batch import BatchIncident, BatchPlan, assign_greedy, ass
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.ranking import CrewState, Recommendation, rank_crews
 from fieldops.errors import Conflict, InvalidInput, NotFound
+from fieldops.escalation.service import plan_incident
 from fieldops.geo.routing import Travel
 from fieldops.incidents.models import Incident, IncidentStatus
 from fieldops.incidents.repo import get_incident, lock_incident
@@ -215,7 +216,30 @@ def assign_crew(
     _move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
     refresh_crew_status(session, crew)
     session.flush()
+    # A new crew means a new acknowledge deadline, even when the status stays "assigned".
+    plan_incident(session, incident, now=now)
     return assignment
+
+
+def withdraw_crews(session: Session, incident: Incident, *, actor: str, now: datetime) -> None:
+    """A closed incident needs no crew: its active assignment is cancelled and logged."""
+    current = repo.active_assignment(session, incident.id)
+    if current is None:
+        return
+    _end(current, AssignmentStatus.CANCELLED, now=now)
+    record_event(
+        session,
+        incident,
+        kind="crew_withdrawn",
+        actor=actor,
+        now=now,
+        data={"assignment_id": current.id, "crew_id": current.crew_id, "why": str(incident.status)},
+    )
+    session.flush()
+    crew = get_crew(session, current.crew_id)
+    if crew is not None:
+        refresh_crew_status(session, crew)
+    session.flush()
 
 
 def _end(assignment: Assignment, status: AssignmentStatus, *, now: datetime) -> None:
@@ -377,6 +401,7 @@ def act_on_assignment(
     session.flush()
     refresh_crew_status(session, crew)
     session.flush()
+    plan_incident(session, incident, now=now)
     return assignment
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff, State
 from fieldops.api.idempotent import write_once
 from fieldops.api.responses import GeoJSONBody, JSONBody
+from fieldops.dispatch.service import withdraw_crews
 from fieldops.errors import InvalidInput, NotFound
 from fieldops.idempotency.service import fingerprint
 from fieldops.incidents import repo
@@ -269,6 +270,8 @@ def patch_incident(
         actor=principal.actor,
         now=now,
     )
+    if not incident.is_open:
+        withdraw_crews(session, incident, actor=principal.actor, now=now)
     result = incident_read(incident, state.intake_context(session).district_names)
     session.commit()
     return result

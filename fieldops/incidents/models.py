@@ -65,6 +65,14 @@ class Incident(Base):
     last_report_at: Mapped[datetime] = mapped_column(UTCDateTime)
     report_count: Mapped[int] = mapped_column(default=1)
     status_notes: Mapped[str] = mapped_column(Text, default="")
+    # Absolute deadlines from the escalation policy (None where none applies yet).
+    dispatch_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    arrive_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolve_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    emergency_id: Mapped[int | None] = mapped_column(ForeignKey("emergencies.id"), index=True)
+    # A non-critical report inside an emergency area is told when to expect action.
+    service_notice: Mapped[str] = mapped_column(Text, default="")
 
     reports: Mapped[list[Report]] = relationship(
         back_populates="incident", order_by="Report.id", lazy="raise"

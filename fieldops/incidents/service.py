@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from fieldops.db.base import ewkt_point
 from fieldops.errors import Conflict, InvalidInput, NotFound
+from fieldops.escalation.service import plan_incident
 from fieldops.incidents import repo
 from fieldops.incidents.lifecycle import ALLOWED, can_move
 from fieldops.incidents.models import Incident, IncidentEvent, IncidentStatus, Report
@@ -142,4 +143,5 @@ def update_incident(
         incident.priority = change.priority
     incident.updated_at = now
     session.flush()
+    plan_incident(session, incident, now=now)
     return incident

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from fieldops.db.base import ewkt_point
 from fieldops.errors import FieldProblem, InvalidInput, OutsideServiceArea
+from fieldops.escalation.service import plan_incident
 from fieldops.geo.crs import local_metres
 from fieldops.geo.duplicates import bbox_around, nearest_within
 from fieldops.incidents import repo as incidents_repo
@@ -61,7 +62,7 @@ def submit_report(
             [FieldProblem("lat/long", "outside the city's service area: no district contains it")],
         )
 
-    requested_at = new.requested_at or now
+    requested_at = (new.requested_at or now).astimezone(UTC)
     box = bbox_around(new.lon, new.lat, rules.duplicate_radius_m)
     incidents_repo.lock_duplicate_area(session, rules.group, box)
     candidates = incidents_repo.open_incidents_near(
@@ -141,6 +142,7 @@ def submit_report(
             now=now,
             data={"report_id": str(report.id), "channel": str(new.channel)},
         )
+        plan_incident(session, incident, now=now)
     else:
         dx, dy = local_metres(incident.lon, incident.lat, new.lon, new.lat)
         attach_report(

@@ -203,7 +203,10 @@ def request_document(
     if service.coarsen_public_location:
         lat, lon = round(lat, COARSE_DECIMALS), round(lon, COARSE_DECIMALS)
         address, address_id, zipcode = "", "", zipcode[:3]
-    expected = incident.opened_at + timedelta(seconds=service.resolve_sla_s)
+    # The escalation policy's resolve deadline; the catalogue's SLA where no policy applies.
+    expected = incident.resolve_due_at or incident.opened_at + timedelta(
+        seconds=service.resolve_sla_s
+    )
     doc: dict[str, Any] = {
         "service_request_id": str(report.id),
         "status": "open" if incident.is_open else "closed",
@@ -212,7 +215,7 @@ def request_document(
         "service_code": service.code,
         "description": report.description or None,
         "agency_responsible": view.agency,
-        "service_notice": None,
+        "service_notice": incident.service_notice or None,
         "requested_datetime": at(report.requested_at),
         "updated_datetime": at(incident.closed_at or incident.updated_at),
         "expected_datetime": at(expected),

@@ -1,0 +1,1 @@
+"""Declared emergencies: an area, a hazard, the services they cover, and tighter rules."""

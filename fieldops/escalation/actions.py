@@ -1,0 +1,179 @@
+"""What each escalation step does. Each action returns, in words, what it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from geoalchemy2.shape import to_shape
+from sqlalchemy.orm import Session
+
+from fieldops.crews.repo import get_crew
+from fieldops.dispatch.repo import active_assignment
+from fieldops.dispatch.service import TravelModel, assign_crew, recommend_crews
+from fieldops.districts.models import District
+from fieldops.districts.repo import list_districts
+from fieldops.errors import Conflict
+from fieldops.escalation.models import EscalationStep
+from fieldops.escalation.policy import Action
+from fieldops.incidents.models import Incident
+from fieldops.incidents.service import IncidentChange, record_event, update_incident
+from fieldops.notifications.service import Outbox, enqueue
+
+ACTOR = "escalation"
+
+
+@dataclass(frozen=True)
+class EscalationActions:
+    """The escalation ladder's actions, bound to a travel model and an outbox."""
+
+    travel: TravelModel
+    stale_after: timedelta
+    outbox: Outbox
+
+    def __call__(
+        self, session: Session, incident: Incident, step: EscalationStep, now: datetime
+    ) -> str:
+        action = Action(step.action)
+        what = getattr(self, action.value)(session, incident, step, now)
+        record_event(
+            session,
+            incident,
+            kind="escalated",
+            actor=ACTOR,
+            now=now,
+            data={"step": step.key, "action": step.action, "deadline": step.deadline, "did": what},
+        )
+        return what
+
+    def _notify(
+        self,
+        session: Session,
+        recipient: str,
+        incident: Incident,
+        step: EscalationStep,
+        subject: str,
+        now: datetime,
+    ) -> bool:
+        return enqueue(
+            session,
+            self.outbox,
+            recipient=recipient,
+            dedupe_key=f"escalation:{incident.id}:{step.key}",
+            subject=subject,
+            payload={
+                "incident_id": incident.id,
+                "service_code": incident.service_code,
+                "priority": incident.priority,
+                "status": str(incident.status),
+                "step": step.key,
+                "lon": incident.lon,
+                "lat": incident.lat,
+            },
+            now=now,
+        )
+
+    def remind_crew(
+        self, session: Session, incident: Incident, step: EscalationStep, now: datetime
+    ) -> str:
+        current = active_assignment(session, incident.id)
+        if current is None:
+            return "no crew assigned to remind"
+        crew = get_crew(session, current.crew_id)
+        name = crew.name if crew else str(current.crew_id)
+        self._notify(
+            session,
+            f"crew:{current.crew_id}",
+            incident,
+            step,
+            f"Reminder: acknowledge incident {incident.id} ({incident.service_code})",
+            now,
+        )
+        return f"reminded crew {name} to acknowledge"
+
+    def reassign(
+        self, session: Session, incident: Incident, step: EscalationStep, now: datetime
+    ) -> str:
+        current = active_assignment(session, incident.id)
+        _, ranked = recommend_crews(
+            session,
+            incident.id,
+            now=now,
+            travel=self.travel,
+            stale_after=self.stale_after,
+            limit=10,
+        )
+        others = [r for r in ranked if current is None or r.crew_id != current.crew_id]
+        if not others:
+            return "no other crew can take it now (skills, shift or capacity)"
+        best = others[0]
+        try:
+            assign_crew(
+                session,
+                incident.id,
+                best.crew_id,
+                actor=ACTOR,
+                now=now,
+                travel=self.travel,
+                stale_after=self.stale_after,
+                eta_s=best.eta_s,
+                travel_model=best.travel_model,
+            )
+        except Conflict as exc:
+            return f"could not reassign: {exc.detail}"
+        before = f"from crew {current.crew_id} " if current else ""
+        return f"reassigned {before}to {best.name} (ETA {best.eta_s / 60:.0f} min)"
+
+    def _district(self, session: Session, incident: Incident) -> District | None:
+        return session.get(District, incident.district_id)
+
+    def notify_supervisor(
+        self, session: Session, incident: Incident, step: EscalationStep, now: datetime
+    ) -> str:
+        district = self._district(session, incident)
+        code = district.code if district else str(incident.district_id)
+        self._notify(
+            session,
+            f"supervisor:{code}",
+            incident,
+            step,
+            f"Incident {incident.id} ({incident.service_code}, priority {incident.priority}) "
+            f"missed its {step.deadline} deadline",
+            now,
+        )
+        return f"notified the supervisor of {district.name if district else code}"
+
+    def raise_priority(
+        self, session: Session, incident: Incident, step: EscalationStep, now: datetime
+    ) -> str:
+        if incident.priority <= 1:
+            return "priority already at the top (1)"
+        before = incident.priority
+        update_incident(
+            session, incident.id, IncidentChange(priority=before - 1), actor=ACTOR, now=now
+        )
+        return f"priority raised from {before} to {before - 1}"
+
+    def request_mutual_aid(
+        self, session: Session, incident: Incident, step: EscalationStep, now: datetime
+    ) -> str:
+        districts = list_districts(session)
+        home = next((d for d in districts if d.id == incident.district_id), None)
+        if home is None:
+            return "district unknown: no neighbours to ask"
+        shape = to_shape(home.geom).buffer(1e-4)
+        neighbours = [
+            d for d in districts if d.id != home.id and shape.intersects(to_shape(d.geom))
+        ]
+        for d in neighbours:
+            self._notify(
+                session,
+                f"supervisor:{d.code}",
+                incident,
+                step,
+                f"Mutual aid requested by {home.name} for incident {incident.id} "
+                f"({incident.service_code})",
+                now,
+            )
+        names = ", ".join(d.name for d in neighbours) or "nobody (no neighbouring district)"
+        return f"asked {names} for mutual aid"

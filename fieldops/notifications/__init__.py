@@ -1,0 +1,1 @@
+"""Notifications: a durable outbox, delivered by senders (webhook, log) with retries."""
