@@ -6,7 +6,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from fieldops.auth.models import Role
 from fieldops.clock import SystemClock
 from fieldops.config import Settings
+from fieldops.db.engine import make_sessionmaker
 from fieldops.errors import FieldOpsError, SourceErrors
+
+if TYPE_CHECKING:
+    from fieldops.scheduler import Jobs
 
 app = typer.Typer(
     help="FieldOps: intake, dispatch and escalation for a city's field operations.",
@@ -27,9 +31,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 layers_app = typer.Typer(help="The city's base layers (layers/).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+scheduler_app = typer.Typer(
+    help="Scheduled jobs (escalation, notifications).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(layers_app, name="layers")
 app.add_typer(keys_app, name="keys")
+app.add_typer(scheduler_app, name="scheduler")
 
 out = Console()
 err = Console(stderr=True)
@@ -62,7 +70,7 @@ def _settings(db: str | None = None, layers_dir: Path | None = None, **extra: ob
 
 
 def _sessions(settings: Settings) -> sessionmaker[Session]:
-    from fieldops.db.engine import make_engine, make_sessionmaker
+    from fieldops.db.engine import make_engine
 
     return make_sessionmaker(make_engine(settings.database_url))
 
@@ -325,6 +333,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Run the scheduled jobs in the server (off: run `fieldops scheduler run`)",
+        ),
+    ] = True,
 ) -> None:
     """Serve the API and pages (the schema must be migrated: `fieldops db upgrade`)."""
     import os
@@ -333,6 +348,7 @@ def serve(
 
     settings = _settings(db, host=host, port=port)
     os.environ["FIELDOPS_DATABASE_URL"] = settings.database_url
+    os.environ["FIELDOPS_RUN_SCHEDULER"] = "true" if scheduler else "false"
     uvicorn.run(
         "fieldops.app:app_from_environment",
         factory=True,
@@ -342,6 +358,57 @@ def serve(
         log_level="info",
         access_log=False,
     )
+
+
+def _jobs(settings: Settings) -> Jobs:
+    from fieldops.api.deps import AppState
+    from fieldops.app import jobs_for
+    from fieldops.db.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    return jobs_for(
+        AppState(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            clock=SystemClock(),
+        )
+    )
+
+
+@scheduler_app.command("list")
+def scheduler_list(db: DbOption = None) -> None:
+    """List the scheduled jobs and how often each runs."""
+    table = Table("job", "every", "what it does")
+    for name, (func, every_s) in _jobs(_settings(db)).schedule().items():
+        table.add_row(name, f"{every_s:g} s", (func.__doc__ or "").strip().splitlines()[0])
+    out.print(table)
+
+
+@scheduler_app.command("run")
+def scheduler_run(
+    db: DbOption = None,
+    once: Annotated[bool, typer.Option(help="Run every job once, then stop")] = False,
+) -> None:
+    """Run the scheduled jobs alone (for an API served with --no-scheduler). Any number
+    of schedulers may share one PostGIS: each due step fires exactly once."""
+    import time
+
+    from fieldops.scheduler import build_scheduler
+
+    jobs = _jobs(_settings(db))
+    if once:
+        for name, (func, _every) in jobs.schedule().items():
+            out.print(f"{name}: {func()}")
+        return
+    scheduler = build_scheduler(jobs)
+    scheduler.start()
+    out.print(f"Scheduler running: {', '.join(jobs.schedule())}. Ctrl-C stops it.")
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        scheduler.shutdown(wait=True)
 
 
 @app.command("demo")

@@ -12,7 +12,9 @@ from fieldops.crews.api import router as crews_router
 from fieldops.db.migrate import current_revision
 from fieldops.dispatch.api import router as dispatch_router
 from fieldops.districts.api import router as districts_router
+from fieldops.escalation.api import router as escalation_router
 from fieldops.incidents.api import router as incidents_router
+from fieldops.mapping.api import router as map_router
 from fieldops.open311.api import router as open311_router
 
 health = APIRouter(tags=["health"])
@@ -44,6 +46,8 @@ def build_router() -> APIRouter:
         open311_router,
         crews_router,
         dispatch_router,
+        escalation_router,
+        map_router,
     ):
         router.include_router(part)
     return router

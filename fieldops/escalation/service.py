@@ -14,7 +14,7 @@ from fieldops.dispatch.repo import active_assignment
 from fieldops.emergencies.models import Emergency
 from fieldops.escalation import repo
 from fieldops.escalation.models import EscalationStep, PolicyVersion, StepStatus
-from fieldops.escalation.policy import Anchors, Deadline, Policy, Rule, plan_steps
+from fieldops.escalation.policy import Anchors, Deadline, Policy, Rule, deadlines, plan_steps
 from fieldops.incidents.models import Incident, IncidentStatus
 
 S = IncidentStatus
@@ -97,11 +97,11 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
     factor = deadline_factor(session, incident, now=now)
     wanted = {s.key: s for s in plan_steps(rule, anchors, factor=factor, met=met)} if rule else {}
     if rule is not None:
-        due = {s.deadline: s.deadline_at for s in plan_steps(rule, anchors, factor=factor)}
-        incident.dispatch_due_at = due.get(Deadline.DISPATCH)
-        incident.acknowledge_due_at = due.get(Deadline.ACKNOWLEDGE)
-        incident.arrive_due_at = due.get(Deadline.ARRIVE)
-        incident.resolve_due_at = due.get(Deadline.RESOLVE)
+        found = deadlines(rule, anchors, factor=factor)
+        incident.dispatch_due_at = found.get(Deadline.DISPATCH)
+        incident.acknowledge_due_at = found.get(Deadline.ACKNOWLEDGE)
+        incident.arrive_due_at = found.get(Deadline.ARRIVE)
+        incident.resolve_due_at = found.get(Deadline.RESOLVE)
     for step in repo.steps_of(session, incident.id):
         if step.status != StepStatus.PLANNED:
             wanted.pop(step.key, None)  # fired, cancelled or skipped: never again
@@ -116,9 +116,15 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
             else:
                 reason = f"replanned at {_clock(now)}Z: priority or rule changed"
             _settle(step, StepStatus.CANCELLED, reason, now)
-        elif plan.due_at != step.due_at:
-            step.due_at, step.deadline_at = plan.due_at, plan.deadline_at
+        else:
+            due = plan.due_at
+            if incident.snoozed_until is not None and due < incident.snoozed_until:
+                due = incident.snoozed_until
+            step.due_at, step.deadline_at = due, plan.deadline_at
     for plan in wanted.values():
+        due = plan.due_at
+        if incident.snoozed_until is not None and due < incident.snoozed_until:
+            due = incident.snoozed_until
         session.add(
             EscalationStep(
                 incident_id=incident.id,
@@ -126,7 +132,7 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
                 deadline=str(plan.deadline),
                 action=str(plan.action),
                 deadline_at=plan.deadline_at,
-                due_at=plan.due_at,
+                due_at=due,
                 status=StepStatus.PLANNED,
                 reason=f"planned by rule {rule.name!r}" if rule else "",
                 planned_at=now,
@@ -175,3 +181,23 @@ def fire_due(
         done.append(Fired(step.id, step.incident_id, step.action, step.status, step.reason))
     session.flush()
     return done
+
+
+def snooze(
+    session: Session, incident: Incident, *, until: datetime, actor: str, now: datetime
+) -> int:
+    """Hold every planned step of the incident until ``until``; returns how many moved.
+
+    Later re-planning keeps the snooze: a step's due time is never pulled back before it.
+    """
+    if until <= now:
+        raise ValueError("a snooze ends in the future")
+    moved = 0
+    for step in repo.steps_of(session, incident.id):
+        if step.status == StepStatus.PLANNED and step.due_at < until:
+            step.due_at = until
+            step.reason = f"snoozed by {actor} until {_clock(until)}Z"
+            moved += 1
+    incident.snoozed_until = until
+    session.flush()
+    return moved

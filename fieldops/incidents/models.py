@@ -70,6 +70,8 @@ class Incident(Base):
     acknowledge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     arrive_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolve_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Escalation steps of this incident wait until then (a dispatcher's snooze).
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     emergency_id: Mapped[int | None] = mapped_column(ForeignKey("emergencies.id"), index=True)
     # A non-critical report inside an emergency area is told when to expect action.
     service_notice: Mapped[str] = mapped_column(Text, default="")

@@ -119,7 +119,13 @@ def upgrade() -> None:
 
     # Plain ADD COLUMN, not a batch: on SpatiaLite a batch would copy the table and lose
     # its geometry registration and spatial index.
-    for name in ("dispatch_due_at", "acknowledge_due_at", "arrive_due_at", "resolve_due_at"):
+    for name in (
+        "dispatch_due_at",
+        "acknowledge_due_at",
+        "arrive_due_at",
+        "resolve_due_at",
+        "snoozed_until",
+    ):
         op.add_column("incidents", sa.Column(name, sa.DateTime(timezone=True), nullable=True))
     if op.get_bind().dialect.name == "sqlite":
         # SQLite adds a referencing column in place; Alembic would want a table copy.
@@ -151,6 +157,7 @@ def downgrade() -> None:
         "arrive_due_at",
         "acknowledge_due_at",
         "dispatch_due_at",
+        "snoozed_until",
     ):
         op.drop_column("incidents", name)
 
