@@ -456,6 +456,8 @@ def demo(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Alembic narrates every migration step; keep the screen for what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app()
     except KeyboardInterrupt:
