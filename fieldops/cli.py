@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +19,7 @@ from fieldops.auth.models import Role
 from fieldops.clock import SystemClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_sessionmaker
-from fieldops.errors import FieldOpsError, SourceErrors
+from fieldops.errors import FieldOpsError, SourceErrors, SourceProblem
 
 if TYPE_CHECKING:
     from fieldops.scheduler import Jobs
@@ -39,8 +40,9 @@ app.add_typer(layers_app, name="layers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(scheduler_app, name="scheduler")
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: long lines (file: line N messages, a curl command) stay whole when piped.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[
     str | None,
@@ -65,7 +67,7 @@ def _settings(db: str | None = None, layers_dir: Path | None = None, **extra: ob
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValueError as exc:
-        err.print(f"[red]Invalid setting:[/red] {exc}")
+        err.print(f"[red]Invalid setting:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -79,9 +81,9 @@ def _fail(exc: FieldOpsError) -> typer.Exit:
     if isinstance(exc, SourceErrors):
         err.print(f"[red]{len(exc.problems)} problem(s):[/red]")
         for problem in exc.problems:
-            err.print(f"  {problem}", highlight=False)
+            err.print(f"  {escape(str(problem))}", highlight=False)
     else:
-        err.print(f"[red]Error:[/red] {exc.detail}", highlight=False)
+        err.print(f"[red]Error:[/red] {escape(exc.detail)}", highlight=False)
     return typer.Exit(1)
 
 
@@ -117,7 +119,7 @@ def layers_check(layers_dir: LayersOption = None) -> None:
     fatal = [p for p in problems if not is_repairable(p)]
     for p in problems:
         colour = "yellow" if is_repairable(p) else "red"
-        out.print(f"[{colour}]{p}[/{colour}]", highlight=False)
+        out.print(f"[{colour}]{escape(str(p))}[/{colour}]", highlight=False)
     out.print(
         f"{len(entries)} layers checked: {len(fatal)} problem(s), "
         f"{len(problems) - len(fatal)} repairable on load."
@@ -139,10 +141,19 @@ def load_city(session: Session, layers_dir: Path, *, now: datetime) -> str:
     entries = {e.name: e for e in read_catalog(layers_dir / "catalog.toml")}
     entry = entries.get(city.city.districts_layer)
     if entry is None:
-        raise SourceErrors([])
+        raise SourceErrors(
+            [
+                SourceProblem(
+                    str(layers_dir / "city.toml"),
+                    "[city]",
+                    f"districts_layer: {city.city.districts_layer!r} is not a layer of "
+                    "catalog.toml",
+                )
+            ]
+        )
     loaded = load_vector_layer(entry)
     for repair in loaded.repairs:
-        out.print(f"[yellow]repaired[/yellow] {repair}", highlight=False)
+        out.print(f"[yellow]repaired[/yellow] {escape(str(repair))}", highlight=False)
     d_added, d_updated = load_districts(
         session,
         loaded.frame,
@@ -226,7 +237,7 @@ def import_311_file(session: Session, path: Path, layers_dir: Path) -> str:
             on_row=lambda: progress.advance(task),
         )
     for problem in summary.skipped[:20]:
-        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
+        err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False)
     if len(summary.skipped) > 20:
         err.print(f"... and {len(summary.skipped) - 20} more skipped rows")
     return (

@@ -35,14 +35,21 @@ class Jobs:
     stale_after: timedelta
     outbox: Outbox = field(default_factory=Outbox)
     sender: Sender = field(default_factory=LogSender)
+    # Steps fired per tick (one transaction); the rest wait for the next tick.
+    tick_limit: int = 1000
+    _actions: EscalationActions | None = field(default=None, init=False, repr=False)
 
     def escalation_tick(self) -> list[Fired]:
         """Fire every escalation step that is due, exactly once, oldest deadline first."""
-        actions = EscalationActions(
-            travel=self.travel(), stale_after=self.stale_after, outbox=self.outbox
-        )
+        if self._actions is None:
+            self._actions = EscalationActions(
+                travel=self.travel(), stale_after=self.stale_after, outbox=self.outbox
+            )
+        actions = self._actions
         with unit_of_work(self.sessions) as session:
-            fired = fire_due(session, now=self.clock.now(), run_action=actions)
+            fired = fire_due(
+                session, now=self.clock.now(), run_action=actions, limit=self.tick_limit
+            )
         for f in fired:
             log.info(
                 "escalation %s on incident %s: %s (%s)", f.action, f.incident_id, f.status, f.reason

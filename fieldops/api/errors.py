@@ -74,7 +74,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> ProblemBody:
         found = [
-            errors.FieldProblem(_field_name(tuple(err.get("loc", ()))), err.get("msg", "invalid"))
+            errors.FieldProblem(
+                # A body that is not JSON at all has no field at fault: name the body.
+                "body"
+                if err.get("type") == "json_invalid"
+                else _field_name(tuple(err.get("loc", ()))),
+                err.get("msg", "invalid"),
+            )
             for err in exc.errors()
         ]
         detail = "; ".join(f"{p.field}: {p.reason}" for p in found)

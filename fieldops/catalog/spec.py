@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ from pydantic import (
 )
 
 from fieldops.errors import SourceErrors, SourceProblem
+from fieldops.tomlsource import read_toml
 
 SERVICE_CODE = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
 
@@ -123,17 +123,9 @@ class CitySpec(BaseModel):
 
 def read_city(path: Path) -> CitySpec:
     """Read and validate a city file; every problem is reported at once, with its line."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"line {line}" if line else "file"
-        raise SourceErrors([SourceProblem(str(path), where, f"not valid TOML: {exc}")]) from exc
-
-    lines = text.splitlines()
-    service_lines = [i + 1 for i, ln in enumerate(lines) if ln.strip() == "[[service]]"]
-    city_line = next((i + 1 for i, ln in enumerate(lines) if ln.strip() == "[city]"), 1)
+    source = read_toml(path)
+    raw = source.data
+    city_line = source.table_line("city") or 1
     problems: list[SourceProblem] = []
 
     city: CityInfo | None = None
@@ -144,9 +136,10 @@ def read_city(path: Path) -> CitySpec:
 
     services: list[ServiceSpec] = []
     seen: dict[str, int] = {}
+    service_lines = source.array_table_lines("service")
     for n, item in enumerate(raw.get("service", [])):
         line = service_lines[n] if n < len(service_lines) else 0
-        where = f"line {line} (service {item.get('code', n + 1)!s})"
+        where = source.item_location("service", n, item.get("code", n + 1))
         try:
             spec = ServiceSpec.model_validate(item)
         except ValidationError as exc:

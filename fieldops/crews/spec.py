@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,6 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fieldops.errors import SourceErrors, SourceProblem
+from fieldops.tomlsource import read_toml
 
 SHIFT = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 
@@ -59,19 +59,13 @@ class CrewSpec(BaseModel):
 
 def read_crews(path: Path) -> list[CrewSpec]:
     """Read a roster; every problem is reported at once with its line."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"line {line}" if line else "file"
-        raise SourceErrors([SourceProblem(str(path), where, f"not valid TOML: {exc}")]) from exc
-    lines = [i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip() == "[[crew]]"]
+    source = read_toml(path)
+    raw = source.data
     problems: list[SourceProblem] = []
     crews: list[CrewSpec] = []
     names: set[str] = set()
     for n, item in enumerate(raw.get("crew", [])):
-        where = f"line {lines[n] if n < len(lines) else 0} (crew {item.get('name', n + 1)})"
+        where = source.item_location("crew", n, item.get("name", n + 1))
         try:
             crew = CrewSpec.model_validate(item)
         except ValidationError as exc:

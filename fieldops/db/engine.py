@@ -17,6 +17,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# Every model registered before the first query, whichever domain a caller imported.
+from fieldops.db import models as _models  # noqa: F401
+
 # Execution options for a session that only reads (``session.connection(execution_options=...)``).
 READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import shapely
 from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,8 @@ class EscalationActions:
     travel: TravelModel
     stale_after: timedelta
     outbox: Outbox
+    # District id -> neighbouring districts' (code, name); districts rarely change.
+    _neighbours: dict[int, list[tuple[str, str]]] = field(default_factory=dict, compare=False)
 
     def __call__(
         self, session: Session, incident: Incident, step: EscalationStep, now: datetime
@@ -157,23 +160,32 @@ class EscalationActions:
     def request_mutual_aid(
         self, session: Session, incident: Incident, step: EscalationStep, now: datetime
     ) -> str:
-        districts = list_districts(session)
-        home = next((d for d in districts if d.id == incident.district_id), None)
-        if home is None:
-            return "district unknown: no neighbours to ask"
-        shape = to_shape(home.geom).buffer(1e-4)
-        neighbours = [
-            d for d in districts if d.id != home.id and shape.intersects(to_shape(d.geom))
-        ]
-        for d in neighbours:
+        if not self._neighbours:
+            self._neighbours.update(neighbouring_districts(session))
+        home = self._district(session, incident)
+        neighbours = self._neighbours.get(incident.district_id, [])
+        for code, _name in neighbours:
             self._notify(
                 session,
-                f"supervisor:{d.code}",
+                f"supervisor:{code}",
                 incident,
                 step,
-                f"Mutual aid requested by {home.name} for incident {incident.id} "
-                f"({incident.service_code})",
+                f"Mutual aid requested by {home.name if home else 'a district'} for incident "
+                f"{incident.id} ({incident.service_code})",
                 now,
             )
-        names = ", ".join(d.name for d in neighbours) or "nobody (no neighbouring district)"
+        names = ", ".join(name for _, name in neighbours) or "nobody (no neighbouring district)"
         return f"asked {names} for mutual aid"
+
+
+def neighbouring_districts(session: Session) -> dict[int, list[tuple[str, str]]]:
+    """Districts that share a border (within ~10 m), found with one spatial-index query."""
+    districts = list(list_districts(session))
+    shapes = [to_shape(d.geom) for d in districts]
+    tree = shapely.STRtree(shapes)
+    left, right = tree.query([s.buffer(1e-4) for s in shapes], predicate="intersects")
+    found: dict[int, list[tuple[str, str]]] = {d.id: [] for d in districts}
+    for i, j in zip(left.tolist(), right.tolist(), strict=True):
+        if i != j:
+            found[districts[i].id].append((districts[j].code, districts[j].name))
+    return found

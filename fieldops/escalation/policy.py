@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fieldops.errors import SourceErrors, SourceProblem
+from fieldops.tomlsource import read_toml
 
 
 class Deadline(StrEnum):
@@ -82,18 +83,12 @@ class Policy:
 
 def read_policy(path: Path) -> Policy:
     """Read and validate a policy file; every problem reported at once with its line."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"line {line}" if line else "file"
-        raise SourceErrors([SourceProblem(str(path), where, f"not valid TOML: {exc}")]) from exc
-    lines = [i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip() == "[[rule]]"]
+    source = read_toml(path)
+    raw = source.data
     problems: list[SourceProblem] = []
     rules: list[Rule] = []
     for n, item in enumerate(raw.get("rule", [])):
-        where = f"line {lines[n] if n < len(lines) else 0} (rule {item.get('name', n + 1)!s})"
+        where = source.item_location("rule", n, item.get("name", n + 1))
         try:
             rules.append(Rule.model_validate(item))
         except ValidationError as exc:
@@ -142,17 +137,24 @@ def deadlines(rule: Rule, anchors: Anchors, *, factor: float = 1.0) -> dict[Dead
 def plan_steps(
     rule: Rule, anchors: Anchors, *, factor: float = 1.0, met: Collection[Deadline] = ()
 ) -> list[PlannedStep]:
-    """The ladder's steps for deadlines not met yet. Acknowledge steps are keyed by the
+    """The ladder's steps for deadlines not met yet.
+
+    A step's key is its deadline, action and rank among the same (deadline, action)
+    pairs, not its rule: when a priority change brings another rule, what already
+    fired for a deadline does not fire again. Acknowledge steps are keyed by the
     assignment, so a new crew gets a fresh ladder."""
     due = deadlines(rule, anchors, factor=factor)
     steps = []
-    for n, step in enumerate(rule.ladder):
+    rank: Counter[tuple[Deadline, Action]] = Counter()
+    for step in rule.ladder:
+        rank[(step.deadline, step.action)] += 1
         if step.deadline in met or step.deadline not in due:
             continue
         scope = f"a{anchors.assignment_id}" if step.deadline == Deadline.ACKNOWLEDGE else "i"
+        n = rank[(step.deadline, step.action)]
         steps.append(
             PlannedStep(
-                key=f"{step.deadline}:{scope}:{n}:{step.action}",
+                key=f"{step.deadline}:{scope}:{step.action}:{n}",
                 deadline=step.deadline,
                 action=step.action,
                 deadline_at=due[step.deadline],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldops.errors import SourceErrors, SourceProblem
+from fieldops.tomlsource import read_toml
 
 LAYERS_CRS = "EPSG:4326"
 GEOMETRY_TYPES = frozenset(
@@ -102,14 +102,7 @@ def read_catalog(path: Path) -> list[LayerEntry]:
     as one ``SourceErrors`` whose locations read ``layer N (name)``, N counting from 1.
     """
     source = str(path)
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SourceErrors([SourceProblem(source, "file", f"cannot be read ({exc})")]) from exc
-    except UnicodeDecodeError as exc:
-        raise SourceErrors([SourceProblem(source, "file", "is not UTF-8 text")]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SourceErrors([_toml_problem(source, exc)]) from exc
+    document = read_toml(path).data
 
     unknown = sorted(set(document) - {"layer"})
     problems = [SourceProblem(source, "file", f"unknown top-level key '{k}'") for k in unknown]
@@ -134,12 +127,6 @@ def read_catalog(path: Path) -> list[LayerEntry]:
     if problems:
         raise SourceErrors(problems)
     return entries
-
-
-def _toml_problem(source: str, exc: tomllib.TOMLDecodeError) -> SourceProblem:
-    found = re.search(r"line (\d+)", str(exc))
-    location = f"line {found.group(1)}" if found else "file"
-    return SourceProblem(source, location, f"is not valid TOML ({exc})")
 
 
 def _layer_location(number: int, table: object) -> str:
