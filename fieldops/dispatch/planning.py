@@ -61,7 +61,11 @@ def plan_routes(
         )
     }
     problem = vroom.Input()
-    problem.set_durations_matrix(profile="car", matrix_input=np.rint(durations_s).astype(np.uint32))
+    problem.set_durations_matrix(
+        # C order whatever the caller's layout: pyvroom reads the buffer row by row.
+        profile="car",
+        matrix_input=np.ascontiguousarray(np.rint(durations_s), dtype=np.uint32),
+    )
     problem.add_vehicle(
         [
             vroom.Vehicle(

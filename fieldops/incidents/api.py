@@ -270,7 +270,8 @@ def patch_incident(
         actor=principal.actor,
         now=now,
     )
-    if not incident.is_open:
+    if not incident.is_open or incident.status == IncidentStatus.OPEN:
+        # Closed, or sent back to the queue: no crew stays on it.
         withdraw_crews(session, incident, actor=principal.actor, now=now)
     result = incident_read(incident, state.intake_context(session).district_names)
     session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,8 @@ from fieldops.errors import FieldProblem, InvalidInput
 from fieldops.incidents.models import Channel
 
 MAX_DESCRIPTION_CHARS = 4000
+# Characters XML 1.0 cannot carry and PostgreSQL text cannot hold (NUL): refused on intake.
+ILLEGAL_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,25 @@ class NewReport:
     device_id: str = ""
     account_id: str = ""
 
+    def _texts(self) -> list[tuple[str, str]]:
+        texts = [
+            ("description", self.description),
+            ("address_string", self.address),
+            ("address_id", self.address_id),
+            ("zipcode", self.zipcode),
+            ("media_url", self.media_url),
+            ("first_name", self.reporter_first_name),
+            ("last_name", self.reporter_last_name),
+            ("email", self.reporter_email),
+            ("phone", self.reporter_phone),
+            ("device_id", self.device_id),
+            ("account_id", self.account_id),
+        ]
+        for code, value in self.attributes.items():
+            for item in value if isinstance(value, list) else [value]:
+                texts.append((f"attribute[{code}]", str(item)))
+        return texts
+
     def validate(self) -> None:
         """Raise InvalidInput naming every field at fault."""
         problems: list[FieldProblem] = []
@@ -55,6 +77,11 @@ class NewReport:
                     f"is {len(self.description)} characters; at most {MAX_DESCRIPTION_CHARS}",
                 )
             )
+        for name, text in self._texts():
+            if ILLEGAL_TEXT.search(text):
+                problems.append(
+                    FieldProblem(name, "contains control characters (only tab and line breaks)")
+                )
         if self.requested_at is not None and self.requested_at.tzinfo is None:
             problems.append(FieldProblem("requested_datetime", "must carry a time zone"))
         if self.priority is not None and not 1 <= self.priority <= 5:

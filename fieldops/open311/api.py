@@ -25,12 +25,19 @@ from fieldops.geo.duplicates import bbox_around
 from fieldops.idempotency.service import fingerprint
 from fieldops.intake.service import UnknownService, submit_report
 from fieldops.open311 import repo
-from fieldops.open311.service import RequestView, report_from_form, request_document
+from fieldops.open311.service import (
+    COARSE_DECIMALS,
+    RequestView,
+    report_from_form,
+    request_document,
+)
 from fieldops.open311.wire import Format, render
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_SPAN = timedelta(days=90)
 MAX_PAGE_SIZE = 1000
+# A radius search pages after its exact circle; it looks at most this many candidates.
+MAX_CIRCLE_CANDIDATES = 20_000
 
 # Open311 answers 404 for unknown things, 403 for keys and 400 for everything else.
 OPEN311_STATUS: list[tuple[type[FieldOpsError], int]] = [
@@ -288,14 +295,20 @@ def _instant(name: str, text: str | None) -> datetime | None:
 def _positive_int(name: str, text: str | None, default: int, maximum: int) -> int:
     if not text or not text.strip():
         return default
-    if not text.strip().isdigit() or not 1 <= int(text) <= maximum:
+    if not _plain_digits(text) or not 1 <= int(text) <= maximum:
         raise InvalidInput.for_field(name, f"must be a whole number from 1 to {maximum}")
     return int(text)
 
 
+def _plain_digits(text: str) -> bool:
+    # str.isdigit() also accepts digits int() refuses, such as "²".
+    text = text.strip()
+    return text.isascii() and text.isdigit()
+
+
 def _ids(text: str) -> tuple[int, ...]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
+    if not all(_plain_digits(p) for p in parts):
         raise InvalidInput.for_field("service_request_id", "must be request ids, comma-separated")
     return tuple(int(p) for p in parts)
 
@@ -328,27 +341,48 @@ def get_requests(
     page_size = _positive_int("page_size", q.get("page_size"), MAX_PAGE_SIZE, MAX_PAGE_SIZE)
     page = _positive_int("page", q.get("page"), 1, 1_000_000)
 
-    near = _near(q)
+    ids = _ids(q["service_request_id"]) if "service_request_id" in q else ()
+    # service_request_id overrides every other filter, the circle and the page included.
+    near = None if ids else _near(q)
     query = repo.RequestQuery(
-        ids=_ids(q["service_request_id"]) if "service_request_id" in q else (),
+        ids=ids,
         service_codes=tuple(c.strip() for c in q.get("service_code", "").split(",") if c.strip()),
         requested_from=start,
         requested_to=end,
         open_only=open_only,
         updated_after=_instant("updated_after", q.get("updated_after")),
         updated_before=_instant("updated_before", q.get("updated_before")),
-        bbox=bbox_around(*near) if near else None,
-        offset=(page - 1) * page_size,
-        limit=page_size,
+        bbox=_widened(bbox_around(*near)) if near else None,
+        offset=0 if ids or near else (page - 1) * page_size,
+        limit=MAX_CIRCLE_CANDIDATES if near else page_size,
     )
-    rows = repo.find_requests(session, query)
+    rows = list(repo.find_requests(session, query))
     if near:
+        # The circle is exact only in Python, so the page is cut after it. Coarsened
+        # services are measured from their published position, never the door.
         lon0, lat0, radius_m = near
-        rows = [
-            r for r in rows if math.hypot(*local_metres(lon0, lat0, r[0].lon, r[0].lat)) <= radius_m
+        coarse = {s.code for s in list_service_types(session) if s.coarsen_public_location}
+        inside = [
+            r
+            for r in rows
+            if math.hypot(*local_metres(lon0, lat0, *_published(r[0], r[0].service_code in coarse)))
+            <= radius_m
         ]
+        rows = inside[(page - 1) * page_size : page * page_size]
     extensions = q.get("extensions", "").lower() == "true"
     return _requests_document(fmt, state, session, rows, extensions)
+
+
+def _published(report: Any, coarse: bool) -> tuple[float, float]:
+    if coarse:
+        return round(report.lon, COARSE_DECIMALS), round(report.lat, COARSE_DECIMALS)
+    return report.lon, report.lat
+
+
+def _widened(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    # A coarsened point may be published up to half a rounding step from where it is.
+    pad = 0.5 * 10.0**-COARSE_DECIMALS
+    return box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad
 
 
 def _near(q: dict[str, str]) -> tuple[float, float, float] | None:
@@ -356,10 +390,15 @@ def _near(q: dict[str, str]) -> tuple[float, float, float] | None:
         return None
     try:
         lat, lon = float(q["lat"]), float(q["long"])
-        radius = float(q.get("radius", "500"))
     except (KeyError, ValueError):
         raise InvalidInput.for_field(
             "lat/long", "send both lat and long as decimal degrees"
+        ) from None
+    try:
+        radius = float(q.get("radius", "500"))
+    except ValueError:
+        raise InvalidInput.for_field(
+            "radius", "must be metres, more than 0 and at most 50000"
         ) from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidInput.for_field("lat/long", "is out of range")
@@ -401,7 +440,7 @@ def get_request(
     session: ReadSession,
 ) -> Response:
     """One request, still wrapped in the list envelope."""
-    if not service_request_id.isdigit():
+    if not _plain_digits(service_request_id):
         raise NotFound(f"no request {service_request_id!r}")
     rows = repo.find_requests(session, repo.RequestQuery(ids=(int(service_request_id),)))
     if not rows:

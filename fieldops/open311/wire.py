@@ -7,6 +7,7 @@ and arrays in JSON; ``None`` becomes an empty element or ``null``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -44,6 +45,10 @@ SINGULAR = {
 }
 
 
+# What XML 1.0 cannot carry: dropped on output whatever reached the database.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -51,7 +56,7 @@ def _text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.isoformat()
-    return str(value)
+    return _NOT_XML.sub("", str(value))
 
 
 def _append(parent: ET.Element, tag: str, value: Any) -> None:

@@ -551,5 +551,5 @@ def test_a_catalog_that_is_not_toml_names_the_line(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.toml"
     catalog.write_text('[[layer]]\nname = "a"\nfile = \n', encoding="utf-8")
 
-    with pytest.raises(SourceErrors, match=r"catalog\.toml: line 3: is not valid TOML"):
+    with pytest.raises(SourceErrors, match=r"catalog\.toml: line 3: not valid TOML"):
         read_catalog(catalog)
