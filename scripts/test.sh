@@ -15,4 +15,5 @@ export FIELDOPS_TEST_POSTGIS_URL
 echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy" && .venv/bin/mypy
 echo "== import contracts" && .venv/bin/lint-imports --no-cache | tail -n 5
-echo "== pytest" && .venv/bin/pytest "$@"
+# Two workers: each gets its own SpatiaLite file and its own PostGIS database.
+echo "== pytest" && .venv/bin/pytest -n 2 "$@"
