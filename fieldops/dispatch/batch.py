@@ -114,7 +114,9 @@ def assign_greedy(
     eta_s: NDArray[np.float64],
     now: datetime,
 ) -> BatchPlan:
-    """Closest free crew first, incidents taken by priority: the baseline we beat."""
+    """The baseline we beat: what a dispatcher under stress does, taking reports in the
+    order they came in (the order of ``incidents``) and sending each the closest crew
+    that still has a free slot. Early reports take the crews; later, worse ones wait."""
     if not incidents:
         return BatchPlan([], [], 0.0, 0.0)
     cost, crew_of_slot, slot_rank, _ = cost_matrix(incidents, crews, eta_s, now)
@@ -122,7 +124,7 @@ def assign_greedy(
     rows: list[int] = []
     cols: list[int] = []
     wait = eta_s[:, crew_of_slot] + 0.0
-    for row in sorted(range(len(incidents)), key=lambda r: (incidents[r].priority, r)):
+    for row in range(len(incidents)):
         # The closest crew with a free slot: its earliest free slot.
         options = np.where(~taken & (cost[row] < INFEASIBLE), wait[row], np.inf)
         if not np.isfinite(options).any():

@@ -267,7 +267,10 @@ def batch_dispatch(
     bbox: tuple[float, float, float, float] | None = None,
 ) -> BatchResult:
     """Assign every unassigned open incident (in the area, if given) at once, optimally."""
-    incidents = list(repo.unassigned_open_incidents(session, district_ids=district_ids, bbox=bbox))
+    incidents = sorted(
+        repo.unassigned_open_incidents(session, district_ids=district_ids, bbox=bbox),
+        key=lambda i: (i.opened_at, i.id),  # report order: what the greedy baseline follows
+    )
     crews = crew_states(session, now=now, stale_after=stale_after)
     if not incidents or not crews:
         empty = BatchPlan([], [i.id for i in incidents], 0.0, 0.0)
