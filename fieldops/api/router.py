@@ -9,6 +9,7 @@ from fieldops.api.responses import JSONBody
 from fieldops.auth.api import router as keys_router
 from fieldops.catalog.api import router as services_router
 from fieldops.crews.api import router as crews_router
+from fieldops.crews.page import router as crew_page_router
 from fieldops.db.migrate import current_revision
 from fieldops.dispatch.api import router as dispatch_router
 from fieldops.districts.api import router as districts_router
@@ -45,6 +46,7 @@ def build_router() -> APIRouter:
         keys_router,
         open311_router,
         crews_router,
+        crew_page_router,
         dispatch_router,
         escalation_router,
         map_router,
