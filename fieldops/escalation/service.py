@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.repo import active_assignment
 from fieldops.emergencies.models import Emergency
+from fieldops.emergencies.repo import notice_stretch
 from fieldops.escalation import repo
 from fieldops.escalation.models import EscalationStep, PolicyVersion, StepStatus
 from fieldops.escalation.policy import Anchors, Deadline, Policy, Rule, deadlines, plan_steps
@@ -86,6 +87,10 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
     Safe to call after any change; does nothing without a policy."""
     policy = policy_in_force(session)
     rule = policy.rule_for(incident.service_code, incident.priority) if policy else None
+    # A non-critical incident under an emergency's service notice is expected later.
+    stretch = notice_stretch(session, incident, now=now)
+    if rule is not None and stretch != 1.0:
+        rule = rule.model_copy(update={"resolve_s": round(rule.resolve_s * stretch)})
     status = IncidentStatus(incident.status)
     met = MET[status]
     current: Assignment | None = active_assignment(session, incident.id)

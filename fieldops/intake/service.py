@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from fieldops.db.base import ewkt_point
+from fieldops.emergencies.service import attach_to_emergency
 from fieldops.errors import FieldProblem, InvalidInput, OutsideServiceArea
 from fieldops.escalation.service import plan_incident
 from fieldops.geo.crs import local_metres
@@ -142,6 +143,8 @@ def submit_report(
             now=now,
             data={"report_id": str(report.id), "channel": str(new.channel)},
         )
+        # Inside an active emergency: join it (tighter deadlines) or carry its notice.
+        attach_to_emergency(session, incident, actor=actor, now=now)
         plan_incident(session, incident, now=now)
     else:
         dx, dy = local_metres(incident.lon, incident.lat, new.lon, new.lat)

@@ -256,7 +256,7 @@ def _create_request(
         body = [
             {
                 "service_request_id": str(outcome.report.id),
-                "service_notice": None,
+                "service_notice": outcome.incident.service_notice or None,
                 "account_id": new.account_id or None,
             }
         ]

@@ -236,6 +236,7 @@ def test_the_real_scheduler_runs_the_job_on_the_injected_clock(sessions, clock, 
         scheduler.shutdown(wait=True)
     assert sorted((scheduler.get_jobs() and []) or [j for j in jobs.schedule()]) == [
         "deliver-notifications",
+        "emergency-batch",
         "escalation-tick",
     ]
     fired = [s for s in steps(sessions, incident_id).values() if s.status == StepStatus.FIRED]
