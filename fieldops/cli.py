@@ -20,6 +20,7 @@ from fieldops.clock import SystemClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_sessionmaker
 from fieldops.errors import FieldOpsError, SourceErrors, SourceProblem
+from fieldops.mapping.cli import map_app
 
 if TYPE_CHECKING:
     from fieldops.scheduler import Jobs
@@ -39,6 +40,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(layers_app, name="layers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(scheduler_app, name="scheduler")
+app.add_typer(map_app, name="map")
 
 # soft_wrap: long lines (file: line N messages, a curl command) stay whole when piped.
 out = Console(soft_wrap=True)
@@ -459,6 +461,7 @@ def demo(
     out.print(f"  API docs:        {base}/docs")
     out.print(f"  Incidents feed:  {base}/api/v1/incidents.geojson")
     out.print(f"  Districts:       {base}/api/v1/districts.geojson")
+    out.print(f"  Live map:        {base}/map#key={secret}")
     out.print(f"  Dispatcher key:  [bold]{secret}[/bold]")
     out.print(f"  Try: curl -H 'Authorization: Bearer {secret}' {base}/api/v1/incidents?limit=5\n")
     if serve_after:

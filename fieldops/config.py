@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=default_database_url)
     environment: Literal["production", "development", "test"] = "development"
     layers_dir: Path = REPO_ROOT / "layers"
+    # Where `npm ci` installed Leaflet and its plugins; served at /static/vendor.
+    vendor_dir: Path = REPO_ROOT / "node_modules"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Largest request body accepted, in bytes; Open311 descriptions top out at 4,000

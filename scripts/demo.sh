@@ -8,4 +8,5 @@ source scripts/lib.sh
 
 ensure_debian_packages libsqlite3-mod-spatialite
 ensure_venv ""
+ensure_node_modules
 exec .venv/bin/fieldops demo "$@"

@@ -35,3 +35,12 @@ ensure_venv() {
   .venv/bin/python -m pip install -q --upgrade pip >&2
   .venv/bin/python -m pip install -q -e ".${extras}" >&2
 }
+
+# ensure_node_modules: the map's browser libraries (Leaflet and plugins), exactly as
+# package-lock.json pins them; the app serves them itself, never from a CDN.
+ensure_node_modules() {
+  command -v npm >/dev/null 2>&1 || ensure_debian_packages nodejs npm
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error >&2
+  fi
+}

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_debian_packages libsqlite3-mod-spatialite postgresql-15-postgis-3
+ensure_debian_packages libsqlite3-mod-spatialite postgresql-15-postgis-3 chromium
 ensure_venv "[test]"
+ensure_node_modules
 
 FIELDOPS_TEST_POSTGIS_URL="$(bash scripts/postgis.sh fieldops_test | tail -n 1)"
 export FIELDOPS_TEST_POSTGIS_URL

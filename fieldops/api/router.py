@@ -13,6 +13,7 @@ from fieldops.crews.page import router as crew_page_router
 from fieldops.db.migrate import current_revision
 from fieldops.dispatch.api import router as dispatch_router
 from fieldops.districts.api import router as districts_router
+from fieldops.emergencies.api import router as emergencies_router
 from fieldops.escalation.api import router as escalation_router
 from fieldops.incidents.api import router as incidents_router
 from fieldops.mapping.api import router as map_router
@@ -49,6 +50,7 @@ def build_router() -> APIRouter:
         crew_page_router,
         dispatch_router,
         escalation_router,
+        emergencies_router,
         map_router,
     ):
         router.include_router(part)

@@ -7,19 +7,22 @@ projected to a metric CRS (Montréal: EPSG:32188) before any distance is measure
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 from geopandas import GeoDataFrame, GeoSeries
 from numpy.typing import NDArray
 from scipy import sparse
-from sklearn.cluster import DBSCAN
-from sklearn.neighbors import NearestNeighbors
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
-from fieldops.geo.crs import MONTREAL_MTM8, WGS84, require_crs, to_metric
+from fieldops.geo.crs import MONTREAL_MTM8, WGS84, require_crs
 
 NOISE: Final = -1
 """The label `cluster_incidents` gives an incident that belongs to no hot spot."""
@@ -54,26 +57,74 @@ HEAT_COLUMNS: Final = ("cell_x", "cell_y", "incident_count", "report_count")
 _EPOCH: Final = pd.Timestamp(0, tz="UTC")
 
 
+@dataclass(frozen=True)
+class HotspotOptions:
+    """How hot spots are found.
+
+    ``radius_m``: neighbourhood radius. ``min_reports``: reports (incidents weighted by
+    their ``report_count``) a neighbourhood must hold for its centre to be a core point.
+    ``window``: when set, neighbours must also be close in time (ST-DBSCAN): the gap
+    between their report periods is at most ``window``. ``area_m2`` (the served area) and
+    ``density_ratio``: when the area is known, the bar rises to ``density_ratio`` times
+    the city-wide average (see `core_threshold`). ``buffer_m``: how far a hot spot's outline
+    reaches beyond its outermost members.
+    """
+
+    radius_m: float = 200.0
+    min_reports: int = 5
+    window: timedelta | None = None
+    area_m2: float | None = None
+    density_ratio: float = 3.0
+    buffer_m: float = 25.0
+    metric_crs: str = MONTREAL_MTM8
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming every option out of range."""
+        problems = []
+        for name in ("radius_m", "buffer_m", "density_ratio"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a finite number above 0, got {value}")
+        if self.min_reports < 1:
+            problems.append(f"min_reports must be at least 1, got {self.min_reports}")
+        if self.window is not None and self.window <= timedelta(0):
+            problems.append(f"window must be positive, got {self.window}")
+        if self.area_m2 is not None and not (math.isfinite(self.area_m2) and self.area_m2 > 0):
+            problems.append(f"area_m2 must be a finite number above 0, got {self.area_m2}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
 def _check_incidents(incidents: GeoDataFrame, *, columns: tuple[str, ...]) -> None:
     """Raise ``ValueError`` naming every problem with the incident frame at once."""
     require_crs(incidents, WGS84)
     problems = [f"missing column '{c}'" for c in columns if c not in incidents.columns]
     geoms = incidents.geometry.to_numpy()
     if len(geoms):
-        bad = ~(shapely.get_type_id(geoms) == 0) | shapely.is_empty(geoms)
+        bad = (shapely.get_type_id(geoms) != 0) | shapely.is_empty(geoms)
         if bad.any():
             problems.append(f"{int(bad.sum())} geometries are not non-empty points")
     if "report_count" in incidents.columns and len(incidents):
         counts = incidents["report_count"].to_numpy()
-        if not np.issubdtype(counts.dtype, np.number) or (counts < 1).any():
+        if not np.issubdtype(counts.dtype, np.integer) or (counts < 1).any():
             problems.append("report_count must be a whole number of at least 1")
     if problems:
         raise ValueError("incident frame: " + "; ".join(problems))
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number above 0, got {value}")
+@lru_cache(maxsize=8)
+def _transformer(metric_crs: str) -> pyproj.Transformer:
+    target = pyproj.CRS.from_user_input(metric_crs)
+    if not (target.is_projected and all(a.unit_name == "metre" for a in target.axis_info)):
+        raise ValueError(f"{target.to_string()} is not a projected CRS in metres")
+    return pyproj.Transformer.from_crs(WGS84, target, always_xy=True)
+
+
+def _metric_xy(geoms: NDArray[np.object_], metric_crs: str) -> NDArray[np.float64]:
+    """Easting and northing in metres of each point, as an (n, 2) array."""
+    lonlat = shapely.get_coordinates(geoms)
+    x_m, y_m = _transformer(metric_crs).transform(lonlat[:, 0], lonlat[:, 1])
+    return np.column_stack([x_m, y_m])
 
 
 def _seconds(column: pd.Series) -> NDArray[np.float64]:
@@ -84,61 +135,110 @@ def _seconds(column: pd.Series) -> NDArray[np.float64]:
     return ((stamps - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
 
 
-def _metric_xy(incidents: GeoDataFrame, metric_crs: str) -> NDArray[np.float64]:
-    metric = to_metric(incidents.geometry, metric_crs)
-    return np.column_stack([metric.x.to_numpy(), metric.y.to_numpy()])
-
-
-def core_threshold(
-    total_reports: int,
-    *,
-    radius_m: float,
-    min_reports: int,
-    density_ratio: float,
-    area_m2: float | None,
-) -> int:
-    """Reports a circle of ``radius_m`` must hold to be the core of a hot spot.
+def core_threshold(total_reports: int, options: HotspotOptions) -> int:
+    """Reports a circle of ``options.radius_m`` must hold to be the core of a hot spot.
 
     At least ``min_reports``, and, when the served ``area_m2`` is known, at least
     ``density_ratio`` times the reports such a circle holds on average across the area:
     in a surge of thousands of reports the whole city is dense, and a hot spot must stand
     out from it, not merely exist.
 
-    >>> core_threshold(40, radius_m=200, min_reports=5, density_ratio=3, area_m2=5e8)
+    >>> core_threshold(40, HotspotOptions(radius_m=200, min_reports=5, area_m2=5e8))
     5
-    >>> core_threshold(150_000, radius_m=200, min_reports=5, density_ratio=3, area_m2=5e8)
+    >>> core_threshold(150_000, HotspotOptions(radius_m=200, min_reports=5, area_m2=5e8))
     114
     """
-    if min_reports < 1:
-        raise ValueError(f"min_reports must be at least 1, got {min_reports}")
-    if area_m2 is None:
-        return min_reports
-    _check_positive("area_m2", area_m2)
-    _check_positive("density_ratio", density_ratio)
-    average = total_reports * math.pi * radius_m * radius_m / area_m2
-    return max(min_reports, math.ceil(density_ratio * average))
+    if options.area_m2 is None:
+        return options.min_reports
+    average = total_reports * math.pi * options.radius_m**2 / options.area_m2
+    return max(options.min_reports, math.ceil(options.density_ratio * average))
+
+
+def _dbscan(
+    xy_m: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    *,
+    radius_m: float,
+    threshold: int,
+    period_s: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+    window_s: float | None = None,
+) -> NDArray[np.intp]:
+    """Weighted (ST-)DBSCAN on metric coordinates, without a per-point loop.
+
+    One KD-tree query lists every pair at most ``radius_m`` apart; with a window, pairs
+    whose report periods lie further apart in time are dropped. A point is core when its
+    own weight and its neighbours' reach ``threshold``; hot spots are the connected
+    components of core points; a border point (not core, next to a core point) joins the
+    hot spot of its lowest-numbered core neighbour. Labels count from 0, in the order of
+    each hot spot's lowest-numbered core point.
+    """
+    n = len(xy_m)
+    labels = np.full(n, NOISE, dtype=np.intp)
+    if n == 0:
+        return labels
+    pairs = cKDTree(xy_m).query_pairs(radius_m, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    if period_s is not None and window_s is not None:
+        first_s, last_s = period_s
+        gap_s = np.maximum(first_s[i], first_s[j]) - np.minimum(last_s[i], last_s[j])
+        close = gap_s <= window_s
+        i, j = i[close], j[close]
+    around = (
+        weights
+        + np.bincount(i, weights=weights[j], minlength=n)
+        + np.bincount(j, weights=weights[i], minlength=n)
+    )
+    core = around >= threshold
+    if not core.any():
+        return labels
+    both = core[i] & core[j]
+    links = sparse.coo_matrix(
+        (np.ones(int(both.sum()), dtype=np.int8), (i[both], j[both])), shape=(n, n)
+    )
+    _count, component = connected_components(links, directed=False)
+    # Components are numbered by their lowest point; renumber the core ones from 0.
+    _kept, core_labels = np.unique(component[core], return_inverse=True)
+    labels[core] = core_labels
+    to_i = core[j] & ~core[i]
+    to_j = core[i] & ~core[j]
+    border = np.concatenate([i[to_i], j[to_j]])
+    via = np.concatenate([j[to_i], i[to_j]])
+    if len(border):
+        order = np.lexsort((via, border))
+        border, via = border[order], via[order]
+        first = np.concatenate([[True], border[1:] != border[:-1]])
+        labels[border[first]] = labels[via[first]]
+    return labels
+
+
+def _cluster(
+    incidents: GeoDataFrame, xy_m: NDArray[np.float64], options: HotspotOptions
+) -> NDArray[np.intp]:
+    weights = incidents["report_count"].to_numpy(dtype=np.float64)
+    threshold = core_threshold(int(weights.sum()), options)
+    if options.window is None:
+        return _dbscan(xy_m, weights, radius_m=options.radius_m, threshold=threshold)
+    period_s = (_seconds(incidents["first_report_at"]), _seconds(incidents["last_report_at"]))
+    return _dbscan(
+        xy_m,
+        weights,
+        radius_m=options.radius_m,
+        threshold=threshold,
+        period_s=period_s,
+        window_s=options.window.total_seconds(),
+    )
 
 
 def cluster_incidents(
-    incidents: GeoDataFrame,
-    *,
-    radius_m: float = 200.0,
-    min_reports: int = 5,
-    window: timedelta | None = None,
-    area_m2: float | None = None,
-    density_ratio: float = 3.0,
-    metric_crs: str = MONTREAL_MTM8,
+    incidents: GeoDataFrame, options: HotspotOptions | None = None
 ) -> NDArray[np.intp]:
     """Hot-spot label of each incident (``NOISE`` for none), by DBSCAN in projected metres.
 
     Each incident weighs its ``report_count``: an incident is a core point when the
-    incidents within ``radius_m`` (itself included) carry at least ``min_reports`` reports,
-    so twenty reports in one street make one hot spot, merged into one incident or not.
-    Given the served ``area_m2``, the bar rises with the city-wide density (see
-    `core_threshold`).
-    With ``window``, two incidents are neighbours only if they are also close in time: the
-    gap between their report periods (``first_report_at`` .. ``last_report_at``) is at most
-    ``window`` (ST-DBSCAN). Labels count from 0 in the order DBSCAN finds the hot spots.
+    incidents within ``radius_m`` (itself included) carry at least the `core_threshold`
+    of reports, so twenty reports in one street make one hot spot, whether intake merged
+    them into one incident or not. With ``options.window``, two incidents are neighbours
+    only if they are also close in time (ST-DBSCAN).
 
     Examples
     --------
@@ -151,44 +251,15 @@ def cluster_incidents(
     ...     geometry=points_from_xy([-73.5800, -73.5805, -73.6500], [45.5230, 45.5231, 45.45]),
     ...     crs="EPSG:4326",
     ... )
-    >>> cluster_incidents(frame, radius_m=100, min_reports=5).tolist()
+    >>> cluster_incidents(frame, HotspotOptions(radius_m=100, min_reports=5)).tolist()
     [0, 0, -1]
     """
+    options = options or HotspotOptions()
+    options.check()
     _check_incidents(incidents, columns=REQUIRED_COLUMNS)
-    _check_positive("radius_m", radius_m)
-    weights = incidents["report_count"].to_numpy(dtype=np.float64)
-    threshold = core_threshold(
-        int(weights.sum()),
-        radius_m=radius_m,
-        min_reports=min_reports,
-        density_ratio=density_ratio,
-        area_m2=area_m2,
+    return _cluster(
+        incidents, _metric_xy(incidents.geometry.to_numpy(), options.metric_crs), options
     )
-    if window is not None and window <= timedelta(0):
-        raise ValueError(f"window must be positive, got {window}")
-    if len(incidents) == 0:
-        return np.empty(0, dtype=np.intp)
-    xy = _metric_xy(incidents, metric_crs)
-    if window is None:
-        model = DBSCAN(eps=radius_m, min_samples=threshold)
-        return np.asarray(model.fit_predict(xy, sample_weight=weights), dtype=np.intp)
-
-    # ST-DBSCAN: the spatial neighbourhood graph (one bulk radius query), minus the edges
-    # whose report periods lie more than ``window`` apart, clustered as a precomputed graph.
-    graph = NearestNeighbors(radius=radius_m).fit(xy).radius_neighbors_graph(xy, mode="distance")
-    first_s = _seconds(incidents["first_report_at"])
-    last_s = _seconds(incidents["last_report_at"])
-    rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
-    cols = graph.indices
-    gap_s = np.maximum(first_s[rows], first_s[cols]) - np.minimum(last_s[rows], last_s[cols])
-    keep = gap_s <= window.total_seconds()
-    # Built from (data, indices, indptr), so zero distances (one address reported twice)
-    # stay stored entries: DBSCAN counts only stored entries as neighbours.
-    kept_per_row = np.bincount(rows[keep], minlength=graph.shape[0])
-    indptr = np.concatenate([[0], np.cumsum(kept_per_row)])
-    timed = sparse.csr_matrix((graph.data[keep], cols[keep], indptr), shape=graph.shape)
-    model = DBSCAN(eps=radius_m, min_samples=threshold, metric="precomputed")
-    return np.asarray(model.fit_predict(timed, sample_weight=weights), dtype=np.intp)
 
 
 def _empty_hotspots() -> GeoDataFrame:
@@ -196,12 +267,88 @@ def _empty_hotspots() -> GeoDataFrame:
     return GeoDataFrame(frame, geometry=GeoSeries([], crs=WGS84), crs=WGS84)
 
 
-def summarise_hotspots(
+def _summarise(
     incidents: GeoDataFrame,
     labels: NDArray[np.intp],
-    *,
-    buffer_m: float = 25.0,
-    metric_crs: str = MONTREAL_MTM8,
+    xy_m: NDArray[np.float64],
+    options: HotspotOptions,
+) -> GeoDataFrame:
+    members = labels != NOISE
+    if not members.any():
+        return _empty_hotspots()
+    lonlat = shapely.get_coordinates(incidents.geometry.to_numpy()[members])
+    table = pd.DataFrame(
+        {
+            "label": labels[members],
+            "id": incidents["id"].to_numpy()[members],
+            "group": incidents["service_group"].to_numpy()[members],
+            "reports": incidents["report_count"].to_numpy()[members],
+            "first_s": _seconds(incidents["first_report_at"])[members],
+            "last_s": _seconds(incidents["last_report_at"])[members],
+            "lon": lonlat[:, 0],
+            "lat": lonlat[:, 1],
+            "x": xy_m[members, 0],
+            "y": xy_m[members, 1],
+        }
+    ).sort_values(["label", "id"], kind="stable")
+    by_label = table.groupby("label", sort=True)
+    summary = by_label.agg(
+        hotspot_id=("id", "min"),
+        member_count=("id", "size"),
+        report_count=("reports", "sum"),
+        first_s=("first_s", "min"),
+        last_s=("last_s", "max"),
+        min_lon=("lon", "min"),
+        min_lat=("lat", "min"),
+        max_lon=("lon", "max"),
+        max_lat=("lat", "max"),
+    )
+    summary["incident_ids"] = by_label["id"].agg(list)
+    for column, seconds in (("first_report_at", "first_s"), ("last_report_at", "last_s")):
+        summary[column] = pd.to_datetime(summary[seconds].round(6), unit="s", utc=True)
+
+    per_group = (
+        table.groupby(["label", "group"], sort=True)
+        .agg(reports=("reports", "sum"), incidents=("id", "size"))
+        .reset_index()
+    )
+    dominant = (
+        per_group.sort_values(
+            ["label", "reports", "group"], ascending=[True, False, True], kind="stable"
+        )
+        .drop_duplicates("label")
+        .set_index("label")["group"]
+    )
+    summary["dominant_group"] = dominant
+    groups: dict[int, dict[str, int]] = {int(label): {} for label in summary.index}
+    # One pass over (hot spot, group) rows: a few per hot spot, never one per incident.
+    for label, group, count in zip(
+        per_group["label"], per_group["group"], per_group["incidents"], strict=True
+    ):
+        groups[int(label)][str(group)] = int(count)
+    summary["groups"] = [groups[int(label)] for label in summary.index]
+
+    # Hulls in metres, all at once: one MultiPoint per hot spot (rows are sorted by label).
+    codes = np.searchsorted(summary.index.to_numpy(), table["label"].to_numpy())
+    hulls = shapely.convex_hull(shapely.multipoints(table[["x", "y"]].to_numpy(), indices=codes))
+    outlines = GeoSeries(
+        shapely.buffer(hulls, options.buffer_m, quad_segs=4), crs=options.metric_crs
+    )
+    centroids = GeoSeries(shapely.centroid(hulls), crs=options.metric_crs).to_crs(WGS84)
+    summary["centroid_lon"] = centroids.x.to_numpy()
+    summary["centroid_lat"] = centroids.y.to_numpy()
+    frame = GeoDataFrame(
+        summary.reset_index(drop=True)[list(HOTSPOT_COLUMNS)],
+        geometry=outlines.to_crs(WGS84).to_numpy(),
+        crs=WGS84,
+    )
+    return frame.sort_values(
+        ["report_count", "hotspot_id"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+
+
+def summarise_hotspots(
+    incidents: GeoDataFrame, labels: NDArray[np.intp], options: HotspotOptions | None = None
 ) -> GeoDataFrame:
     """One row per hot spot of ``labels``, most reports first.
 
@@ -211,102 +358,26 @@ def summarise_hotspots(
     alphabetical order), ``groups`` (incidents per group), ``first_report_at`` and
     ``last_report_at`` (tz-aware UTC), the members' extent (``min_lon`` .. ``max_lat``),
     ``centroid_lon``/``centroid_lat`` and ``incident_ids``; the geometry is the members'
-    convex hull grown by ``buffer_m`` metres (EPSG:4326).
+    convex hull grown by ``options.buffer_m`` metres (EPSG:4326).
     """
+    options = options or HotspotOptions()
+    options.check()
     _check_incidents(incidents, columns=REQUIRED_COLUMNS)
     labels = np.asarray(labels)
     if labels.shape != (len(incidents),):
         raise ValueError(f"labels must have one entry per incident, got shape {labels.shape}")
-    _check_positive("buffer_m", buffer_m)
-    members = labels != NOISE
-    if not members.any():
-        return _empty_hotspots()
-
-    xy = _metric_xy(incidents.loc[members], metric_crs)
-    lonlat = shapely.get_coordinates(incidents.geometry.to_numpy()[members])
-    table = pd.DataFrame(
-        {
-            "label": labels[members],
-            "id": incidents["id"].to_numpy()[members],
-            "group": incidents["service_group"].to_numpy()[members],
-            "reports": incidents["report_count"].to_numpy()[members],
-            "first_report_at": pd.to_datetime(incidents["first_report_at"]).to_numpy()[members],
-            "last_report_at": pd.to_datetime(incidents["last_report_at"]).to_numpy()[members],
-            "lon": lonlat[:, 0],
-            "lat": lonlat[:, 1],
-            "x": xy[:, 0],
-            "y": xy[:, 1],
-        }
-    ).sort_values(["label", "id"], kind="stable")
-    by_label = table.groupby("label", sort=True)
-    summary = by_label.agg(
-        hotspot_id=("id", "min"),
-        member_count=("id", "size"),
-        report_count=("reports", "sum"),
-        first_report_at=("first_report_at", "min"),
-        last_report_at=("last_report_at", "max"),
-        min_lon=("lon", "min"),
-        min_lat=("lat", "min"),
-        max_lon=("lon", "max"),
-        max_lat=("lat", "max"),
-    )
-    summary["incident_ids"] = by_label["id"].agg(list)
-
-    per_group = table.groupby(["label", "group"], sort=True).agg(
-        reports=("reports", "sum"), incidents=("id", "size")
-    )
-    dominant = (
-        per_group.reset_index()
-        .sort_values(["label", "reports", "group"], ascending=[True, False, True], kind="stable")
-        .drop_duplicates("label")
-        .set_index("label")["group"]
-    )
-    summary["dominant_group"] = dominant
-    counts = per_group["incidents"]
-    summary["groups"] = [
-        dict(counts.xs(label, level="label").items()) for label in summary.index.to_numpy()
-    ]
-
-    # Hulls in metres, all at once: one MultiPoint per hot spot (rows are sorted by label).
-    codes = np.searchsorted(summary.index.to_numpy(), table["label"].to_numpy())
-    hulls = shapely.convex_hull(shapely.multipoints(table[["x", "y"]].to_numpy(), indices=codes))
-    metric_hulls = GeoSeries(shapely.buffer(hulls, buffer_m, quad_segs=4), crs=metric_crs)
-    centroids = GeoSeries(shapely.centroid(hulls), crs=metric_crs).to_crs(WGS84)
-    summary["centroid_lon"] = centroids.x.to_numpy()
-    summary["centroid_lat"] = centroids.y.to_numpy()
-    geometry = metric_hulls.to_crs(WGS84).to_numpy()
-    frame = GeoDataFrame(
-        summary.reset_index(drop=True)[list(HOTSPOT_COLUMNS)], geometry=geometry, crs=WGS84
-    )
-    for column in ("first_report_at", "last_report_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame.sort_values(
-        ["report_count", "hotspot_id"], ascending=[False, True], kind="stable"
-    ).reset_index(drop=True)
+    xy_m = _metric_xy(incidents.geometry.to_numpy(), options.metric_crs)
+    return _summarise(incidents, labels, xy_m, options)
 
 
-def find_hotspots(
-    incidents: GeoDataFrame,
-    *,
-    radius_m: float = 200.0,
-    min_reports: int = 5,
-    window: timedelta | None = None,
-    area_m2: float | None = None,
-    density_ratio: float = 3.0,
-    buffer_m: float = 25.0,
-    metric_crs: str = MONTREAL_MTM8,
-) -> GeoDataFrame:
-    """The hot spots of ``incidents``: `cluster_incidents` then `summarise_hotspots`."""
-    labels = cluster_incidents(
-        incidents,
-        radius_m=radius_m,
-        min_reports=min_reports,
-        window=window,
-        area_m2=area_m2,
-        density_ratio=density_ratio,
-        metric_crs=metric_crs,
-    )
-    return summarise_hotspots(incidents, labels, buffer_m=buffer_m, metric_crs=metric_crs)
+def find_hotspots(incidents: GeoDataFrame, options: HotspotOptions | None = None) -> GeoDataFrame:
+    """The hot spots of ``incidents`` (`cluster_incidents` then `summarise_hotspots`),
+    projecting the points once."""
+    options = options or HotspotOptions()
+    options.check()
+    _check_incidents(incidents, columns=REQUIRED_COLUMNS)
+    xy_m = _metric_xy(incidents.geometry.to_numpy(), options.metric_crs)
+    return _summarise(incidents, _cluster(incidents, xy_m, options), xy_m, options)
 
 
 def heat_cells(
@@ -320,7 +391,6 @@ def heat_cells(
 
     Examples
     --------
-    >>> from datetime import UTC, datetime
     >>> from geopandas import GeoDataFrame, points_from_xy
     >>> frame = GeoDataFrame(
     ...     {"report_count": [1, 4, 2]},
@@ -331,12 +401,13 @@ def heat_cells(
     [[1, 2], [2, 5]]
     """
     _check_incidents(incidents, columns=("report_count",))
-    _check_positive("cell_m", cell_m)
+    if not (math.isfinite(cell_m) and cell_m > 0):
+        raise ValueError(f"cell_m must be a finite number above 0, got {cell_m}")
     if len(incidents) == 0:
         empty = pd.DataFrame({c: pd.Series(dtype=np.int64) for c in HEAT_COLUMNS})
         return GeoDataFrame(empty, geometry=GeoSeries([], crs=WGS84), crs=WGS84)
-    cells = np.floor(_metric_xy(incidents, metric_crs) / cell_m).astype(np.int64)
-    keys, inverse = np.unique(cells, axis=0, return_inverse=True)
+    cells = np.floor(_metric_xy(incidents.geometry.to_numpy(), metric_crs) / cell_m)
+    keys, inverse = np.unique(cells.astype(np.int64), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     reports = incidents["report_count"].to_numpy(dtype=np.int64)
     centres = GeoSeries(shapely.points((keys + 0.5) * cell_m), crs=metric_crs).to_crs(WGS84)
