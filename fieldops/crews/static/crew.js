@@ -32,7 +32,8 @@
   if (fromHash) { sessionStorage.setItem("fieldops.crewKey", fromHash); history.replaceState(null, "", location.pathname); }
   let key = sessionStorage.getItem("fieldops.crewKey");
 
-  const map = L.map("map", { zoomControl: false }).setView([45.52, -73.6], 11);
+  const map = L.map("map", { zoomControl: false, zoomAnimation: false, minZoom: 9, maxZoom: 18 })
+    .setView([45.52, -73.6], 11);
   const markers = L.layerGroup().addTo(map);
   // No tiles: the districts drawn from our own API are the base map (works offline).
   fetch("/api/v1/districts.geojson")
@@ -91,7 +92,8 @@
       list.append(li);
       L.circleMarker([a.lat, a.lon], { radius: 8 }).bindTooltip(`#${a.incident_id}`).addTo(markers);
     }
-    if (items.length) map.fitBounds(L.featureGroup(markers.getLayers()).getBounds().pad(0.3), { maxZoom: 15 });
+    if (items.length === 1) map.setView([items[0].lat, items[0].lon], 15);
+    else if (items.length) map.fitBounds(L.featureGroup(markers.getLayers()).getBounds().pad(0.3), { maxZoom: 15 });
   }
 
   async function act(a, step) {
