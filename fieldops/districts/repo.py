@@ -26,3 +26,9 @@ def district_shapes(session: Session) -> list[tuple[int, str, BaseGeometry]]:
 
 def get_district_by_code(session: Session, code: str) -> District | None:
     return session.scalars(sa.select(District).where(District.code == code)).one_or_none()
+
+
+def district_names(session: Session) -> list[tuple[int, str, str]]:
+    """(id, code, name) of every district, without their boundaries."""
+    rows = session.execute(sa.select(District.id, District.code, District.name)).all()
+    return [(row.id, row.code, row.name) for row in rows]

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from fieldops.crews.repo import get_crew
 from fieldops.dispatch.repo import active_assignment
 from fieldops.dispatch.service import TravelModel, assign_crew, recommend_crews
-from fieldops.districts.models import District
-from fieldops.districts.repo import list_districts
+from fieldops.districts.repo import district_names, list_districts
 from fieldops.errors import Conflict
 from fieldops.escalation.models import EscalationStep
 from fieldops.escalation.policy import Action
@@ -33,6 +32,8 @@ class EscalationActions:
     outbox: Outbox
     # District id -> neighbouring districts' (code, name); districts rarely change.
     _neighbours: dict[int, list[tuple[str, str]]] = field(default_factory=dict, compare=False)
+    # District id -> (code, name), without loading boundaries step after step.
+    _districts: dict[int, tuple[str, str]] = field(default_factory=dict, compare=False)
 
     def __call__(
         self, session: Session, incident: Incident, step: EscalationStep, now: datetime
@@ -127,14 +128,18 @@ class EscalationActions:
         before = f"from crew {current.crew_id} " if current else ""
         return f"reassigned {before}to {best.name} (ETA {best.eta_s / 60:.0f} min)"
 
-    def _district(self, session: Session, incident: Incident) -> District | None:
-        return session.get(District, incident.district_id)
+    def _district(self, session: Session, incident: Incident) -> tuple[str, str]:
+        """(code, name) of the incident's district."""
+        if not self._districts:
+            self._districts.update(
+                {d_id: (code, name) for d_id, code, name in district_names(session)}
+            )
+        return self._districts.get(incident.district_id, (str(incident.district_id), "?"))
 
     def notify_supervisor(
         self, session: Session, incident: Incident, step: EscalationStep, now: datetime
     ) -> str:
-        district = self._district(session, incident)
-        code = district.code if district else str(incident.district_id)
+        code, name = self._district(session, incident)
         self._notify(
             session,
             f"supervisor:{code}",
@@ -144,7 +149,7 @@ class EscalationActions:
             f"missed its {step.deadline} deadline",
             now,
         )
-        return f"notified the supervisor of {district.name if district else code}"
+        return f"notified the supervisor of {name}"
 
     def raise_priority(
         self, session: Session, incident: Incident, step: EscalationStep, now: datetime
@@ -162,7 +167,7 @@ class EscalationActions:
     ) -> str:
         if not self._neighbours:
             self._neighbours.update(neighbouring_districts(session))
-        home = self._district(session, incident)
+        _code, home = self._district(session, incident)
         neighbours = self._neighbours.get(incident.district_id, [])
         for code, _name in neighbours:
             self._notify(
@@ -170,7 +175,7 @@ class EscalationActions:
                 f"supervisor:{code}",
                 incident,
                 step,
-                f"Mutual aid requested by {home.name if home else 'a district'} for incident "
+                f"Mutual aid requested by {home} for incident "
                 f"{incident.id} ({incident.service_code})",
                 now,
             )

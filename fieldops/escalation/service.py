@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from fieldops.dispatch.models import Assignment
@@ -175,9 +176,16 @@ def fire_due(
     commits, which is what makes the claim and the action one atomic change.
     """
     done: list[Fired] = []
-    for step in repo.claim_due(session, now=now, limit=limit):
-        incident = session.get(Incident, step.incident_id)
-        assert incident is not None
+    steps = repo.claim_due(session, now=now, limit=limit)
+    # One query for every incident the steps touch, held for the whole tick.
+    incidents = {
+        i.id: i
+        for i in session.scalars(
+            sa.select(Incident).where(Incident.id.in_({s.incident_id for s in steps}))
+        )
+    }
+    for step in steps:
+        incident = incidents[step.incident_id]
         deadline = Deadline(step.deadline)
         if deadline in MET[IncidentStatus(incident.status)]:
             _settle(step, StepStatus.SKIPPED, f"{MET_WORDS[deadline]} before the step came up", now)

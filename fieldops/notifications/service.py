@@ -19,6 +19,8 @@ EXERCISE_PREFIX = "[EXERCISE] "
 MAX_ATTEMPTS = 8
 FIRST_RETRY = timedelta(seconds=5)
 LONGEST_RETRY = timedelta(minutes=10)
+# How long a message taken for sending stays off the queue (longer than any send takes).
+LEASE = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,13 @@ def deliver_due(
     session: Session, sender: Sender, *, now: datetime, limit: int = 100
 ) -> tuple[int, int]:
     """Send what is due; (sent, failed attempts). Failures are retried with back-off and
-    given up after MAX_ATTEMPTS; nothing is lost on the way."""
+    given up after MAX_ATTEMPTS; nothing is lost on the way.
+
+    Unlike other services this commits once, on purpose: the due messages are leased
+    (their next attempt pushed past LEASE) and committed before any sender talks to the
+    network, so no database lock is held while a slow receiver answers. If the process
+    dies mid-send, a leased message is simply tried again when its lease runs out.
+    """
     statement = (
         sa.select(Notification)
         .where(Notification.status == DeliveryStatus.PENDING, Notification.next_attempt_at <= now)
@@ -103,9 +111,14 @@ def deliver_due(
     )
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
-    sent = failed = 0
-    for notification in session.scalars(statement).all():
+    leased = list(session.scalars(statement).all())
+    for notification in leased:
         notification.attempts += 1
+        notification.next_attempt_at = now + LEASE
+    session.commit()
+
+    sent = failed = 0
+    for notification in leased:
         try:
             sender.send(notification)
         except Exception as exc:  # a sender failing must not stop the others
