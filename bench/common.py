@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGIS_ENV = "FIELDOPS_BENCH_POSTGIS_URL"
+
+
+class Skip(Exception):
+    """This part of a benchmark cannot run here (its reason becomes a row)."""
+
+
+def postgis_base_url() -> str:
+    """``$FIELDOPS_BENCH_POSTGIS_URL``, else the URL ``scripts/postgis.sh fieldops_bench``
+    prints after installing and starting PostGIS where missing; Skip when neither works."""
+    url = os.environ.get(POSTGIS_ENV, "").strip()
+    if url:
+        return url
+    try:
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "postgis.sh"), "fieldops_bench"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Skip(f"{POSTGIS_ENV} unset and scripts/postgis.sh failed: {exc}") from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Skip(f"{POSTGIS_ENV} unset and scripts/postgis.sh failed: {last}")
+    return lines[-1].strip()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.common import Row, median_seconds
+from bench.common import Row, Skip, median_seconds, postgis_base_url
 from fieldops.catalog.models import ServiceType
 from fieldops.cli import load_city
 from fieldops.clock import ManualClock
@@ -62,7 +61,6 @@ from fieldops.scheduler import Jobs
 BENCH = "escalation"
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ROOT / "layers"
-POSTGIS_ENV = "FIELDOPS_BENCH_POSTGIS_URL"
 TEMPLATE = "fieldops_template"
 
 # The bench clock starts here; every deadline is after it.
@@ -109,10 +107,6 @@ class Sizes:
         return cls(incidents=100_000, repeat=9, real_repeat=7, idle_repeat=51)
 
 
-class Skip(Exception):
-    """A backend that cannot be measured here; the message says why."""
-
-
 # --- backends ------------------------------------------------------------------------------
 
 
@@ -125,31 +119,10 @@ def spatialite_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _postgis_base_url() -> str:
-    url = os.environ.get(POSTGIS_ENV, "").strip()
-    if url:
-        return url
-    try:
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "postgis.sh"), "fieldops_bench"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=ROOT,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Skip(f"{POSTGIS_ENV} unset and scripts/postgis.sh failed: {exc}") from None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise Skip(f"{POSTGIS_ENV} unset and scripts/postgis.sh failed: {last}")
-    return lines[-1].strip()
-
-
 @contextlib.contextmanager
 def postgis_url() -> Iterator[str]:
     """A database of this run's own, copied from the PostGIS template, dropped afterwards."""
-    base = _postgis_base_url()
+    base = postgis_base_url()
     if base.startswith("postgresql://"):
         base = "postgresql+psycopg://" + base.removeprefix("postgresql://")
     name = f"fieldops_bench_esc_{os.getpid()}_{uuid.uuid4().hex[:8]}"

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.engine import make_url
 
-from bench.common import Row
+from bench.common import Row, Skip, postgis_base_url
 from bench.loadgen import LoadResult, Request, process_cpu_probe, run_load
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
@@ -44,7 +44,6 @@ from fieldops.intake.context import IntakeContext
 BENCH = "intake_api"
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ROOT / "layers"
-POSTGIS_ENV = "FIELDOPS_BENCH_POSTGIS_URL"
 PATH = "/api/v1/incidents"
 OURS_APP = "fieldops.app:app_from_environment"
 BARE_APP = "bench.intake_api:bare_app_from_environment"
@@ -165,10 +164,6 @@ def bare_app_from_environment() -> FastAPI:
 # --- backends ------------------------------------------------------------------------------
 
 
-class Skip(Exception):
-    """A backend that cannot be measured here; the message says why."""
-
-
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -185,32 +180,11 @@ def spatialite_backend() -> Iterator[Backend]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _postgis_base_url() -> str:
-    url = os.environ.get(POSTGIS_ENV, "").strip()
-    if url:
-        return url
-    try:
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "postgis.sh"), "fieldops_bench"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=ROOT,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Skip(f"{POSTGIS_ENV} unset and scripts/postgis.sh failed: {exc}") from None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise Skip(f"{POSTGIS_ENV} unset and scripts/postgis.sh failed: {last}")
-    return lines[-1].strip()
-
-
 @contextlib.contextmanager
 def postgis_backend() -> Iterator[Backend]:
     """A schema of its own in the bench database, dropped afterwards: every run starts empty
     and nothing else in that database is touched."""
-    base = _postgis_base_url()
+    base = postgis_base_url()
     if base.startswith("postgresql://"):
         base = "postgresql+psycopg://" + base.removeprefix("postgresql://")
     schema = f"bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fieldops.api.responses import JSONBody
 from fieldops.auth.service import Principal
 from fieldops.idempotency import service as idempotency
 
@@ -69,3 +70,9 @@ def write_once(
             raise
         return WriteResult(stored.status_code, stored.body, replayed=True)
     return WriteResult(status, body)
+
+
+def answer(done: WriteResult) -> JSONBody:
+    """The HTTP answer of a write: its status and body, marked when it is a replay."""
+    headers = {"Idempotent-Replayed": "true"} if done.replayed else None
+    return JSONBody(done.body, status_code=done.status_code, headers=headers)

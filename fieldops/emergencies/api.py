@@ -11,8 +11,8 @@ from shapely.geometry import mapping
 from sqlalchemy.orm import Session
 
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff, require_roles
-from fieldops.api.idempotent import write_once
-from fieldops.api.responses import GeoJSONBody, JSONBody
+from fieldops.api.idempotent import answer, write_once
+from fieldops.api.responses import GeoJSONBody
 from fieldops.auth.models import Role
 from fieldops.auth.service import Principal
 from fieldops.emergencies import repo, service
@@ -101,8 +101,7 @@ def post_emergency(
         now=now,
         work=work,
     )
-    headers = {"Idempotent-Replayed": "true"} if done.replayed else None
-    return JSONBody(done.body, status_code=done.status_code, headers=headers)
+    return answer(done)
 
 
 @router.post("/emergencies/{emergency_id}/end", response_model=EmergencyDetail)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff, State
-from fieldops.api.idempotent import write_once
-from fieldops.api.responses import GeoJSONBody, JSONBody
+from fieldops.api.idempotent import answer, write_once
+from fieldops.api.responses import GeoJSONBody
 from fieldops.dispatch.service import withdraw_crews
 from fieldops.errors import InvalidInput, NotFound
 from fieldops.idempotency.service import fingerprint
@@ -109,8 +109,7 @@ def create_incident(
         now=now,
         work=work,
     )
-    headers = {"Idempotent-Replayed": "true"} if done.replayed else None
-    return JSONBody(done.body, status_code=done.status_code, headers=headers)
+    return answer(done)
 
 
 def _csv(value: str | None) -> list[str]:
