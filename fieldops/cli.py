@@ -472,6 +472,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Alembic narrates every migration step; keep the screen for what matters.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler logs every run of every job, each second: only its problems matter here.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         app()
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from fieldops.escalation.service import plan_incident
 from fieldops.geo.crs import local_metres
 from fieldops.geo.duplicates import bbox_around, nearest_within
 from fieldops.incidents import repo as incidents_repo
-from fieldops.incidents.models import Incident, Report
+from fieldops.incidents.models import Channel, Incident, Report
 from fieldops.incidents.service import NewIncident, attach_report, open_incident, record_event
 from fieldops.intake.context import IntakeContext
 from fieldops.intake.schemas import NewReport
@@ -145,7 +145,10 @@ def submit_report(
         )
         # Inside an active emergency: join it (tighter deadlines) or carry its notice.
         attach_to_emergency(session, incident, actor=actor, now=now)
-        plan_incident(session, incident, now=now)
+        if new.channel != Channel.IMPORT:
+            # Imported history is context for the map and reports, not live work: its
+            # deadlines passed long ago and nobody is to be paged for them now.
+            plan_incident(session, incident, now=now)
     else:
         dx, dy = local_metres(incident.lon, incident.lat, new.lon, new.lat)
         attach_report(
