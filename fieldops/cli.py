@@ -19,6 +19,7 @@ from fieldops.auth.models import Role
 from fieldops.clock import SystemClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_sessionmaker
+from fieldops.drills.cli import drill_app
 from fieldops.errors import FieldOpsError, SourceErrors, SourceProblem
 from fieldops.mapping.cli import map_app
 
@@ -41,6 +42,7 @@ app.add_typer(layers_app, name="layers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(scheduler_app, name="scheduler")
 app.add_typer(map_app, name="map")
+app.add_typer(drill_app, name="drill")
 
 # soft_wrap: long lines (file: line N messages, a curl command) stay whole when piped.
 out = Console(soft_wrap=True)
