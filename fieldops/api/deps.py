@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fieldops.auth.models import Role
-from fieldops.auth.service import Principal, authenticate
+from fieldops.auth.service import Principal, authenticate, digest_secret
 from fieldops.clock import Clock
 from fieldops.config import Settings
 from fieldops.db.engine import READ_ONLY
@@ -21,6 +22,10 @@ from fieldops.dispatch.service import TravelModel
 from fieldops.dispatch.travel import load_travel_model
 from fieldops.errors import Forbidden, Unauthenticated
 from fieldops.intake.context import IntakeContext
+
+# How long a process trusts a key it has looked up. A key revoked through another process
+# (the CLI, another worker) stops working within this many seconds.
+PRINCIPAL_TTL_S = 5.0
 
 
 @dataclass
@@ -32,6 +37,9 @@ class AppState:
     sessions: sessionmaker[Session]
     clock: Clock
     _intake: IntakeContext | None = None
+    # Secret digest -> (principal, monotonic expiry): a key is looked up at most once per
+    # PRINCIPAL_TTL_S per process; revoking through this process's API drops it at once.
+    _principals: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _travel: TravelModel | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -42,6 +50,27 @@ class AppState:
                 if self._intake is None:
                     self._intake = IntakeContext.load(session)
         return self._intake
+
+    def principal(self, secret: str) -> Principal | None:
+        """The key's principal, from the cache or the database."""
+        digest = digest_secret(secret)
+        cached = self._principals.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        with self.sessions() as session:
+            session.connection(execution_options=READ_ONLY)
+            found = authenticate(session, secret)
+        if found is None:
+            self._principals.pop(digest, None)
+            return None
+        if len(self._principals) > 10_000:
+            self._principals.clear()
+        self._principals[digest] = (found, time.monotonic() + PRINCIPAL_TTL_S)
+        return found
+
+    def forget_principals(self) -> None:
+        """Drop every cached key (after a key was revoked)."""
+        self._principals.clear()
 
     def travel(self) -> TravelModel:
         """The city's travel model (its street graphs), built on first use."""
@@ -109,10 +138,7 @@ def get_principal(request: Request, state: State) -> Principal:
     secret = _bearer(request)
     if secret is None:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
-    # Auth reads through its own short session so the route's session starts clean.
-    with state.sessions() as session:
-        session.connection(execution_options=READ_ONLY)
-        principal = authenticate(session, secret)
+    principal = state.principal(secret)
     if principal is None:
         raise Unauthenticated("the API key is unknown or revoked")
     return principal

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from fieldops.api.deps import Admin, DbSession, Now, ReadSession
+from fieldops.api.deps import Admin, DbSession, Now, ReadSession, State
 from fieldops.auth.models import ApiKey, Role
 from fieldops.auth.service import create_key, list_keys, revoke_key
 
@@ -52,8 +52,10 @@ def post_key(body: KeyCreate, session: DbSession, _admin: Admin, now: Now) -> Ke
 
 
 @router.post("/{key_id}/revoke", response_model=KeyRead)
-def post_revoke(key_id: int, session: DbSession, _admin: Admin, now: Now) -> KeyRead:
+def post_revoke(key_id: int, session: DbSession, state: State, _admin: Admin, now: Now) -> KeyRead:
+    """Revoke a key: at once in this process, within seconds in every other one."""
     key = revoke_key(session, key_id=key_id, now=now)
     result = _read(key)
     session.commit()
+    state.forget_principals()
     return result

@@ -27,14 +27,15 @@ READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     """Create an engine for ``url`` with the settings each backend needs to be safe.
 
     SpatiaLite: the extension is loaded on every connection, WAL journal,
     ``synchronous=FULL`` (a commit is on disk before we answer), a busy timeout,
     foreign keys on, and every transaction opened with ``BEGIN IMMEDIATE`` so two
     writers queue on the lock instead of failing half-way.
-    PostGIS: a plain psycopg 3 pool with pre-ping.
+    PostGIS: a psycopg 3 pool with pre-ping, as large as the request thread pool (40
+    with the overflow) so busy workers reuse connections instead of opening new ones.
     """
     if url.startswith("sqlite"):
         return _spatialite_engine(url)

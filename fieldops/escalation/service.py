@@ -82,10 +82,14 @@ def deadline_factor(session: Session, incident: Incident, *, now: datetime) -> f
     return emergency.deadline_factor
 
 
-def plan_incident(session: Session, incident: Incident, *, now: datetime) -> None:
+def plan_incident(
+    session: Session, incident: Incident, *, now: datetime, fresh: bool = False
+) -> None:
     """(Re)compute the incident's deadlines and bring its planned steps in line: new
     steps planned, met or obsolete ones cancelled with the reason, moved ones re-timed.
-    Safe to call after any change; does nothing without a policy."""
+    Safe to call after any change; does nothing without a policy. ``fresh``: the
+    incident was opened in this transaction, so it has no assignment and no steps yet
+    (intake's hot path skips looking for them)."""
     policy = policy_in_force(session)
     rule = policy.rule_for(incident.service_code, incident.priority) if policy else None
     # A non-critical incident under an emergency's service notice is expected later.
@@ -94,7 +98,7 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
         rule = rule.model_copy(update={"resolve_s": round(rule.resolve_s * stretch)})
     status = IncidentStatus(incident.status)
     met = MET[status]
-    current: Assignment | None = active_assignment(session, incident.id)
+    current: Assignment | None = None if fresh else active_assignment(session, incident.id)
     anchors = Anchors(
         opened_at=incident.opened_at,
         assigned_at=current.assigned_at if current else None,
@@ -108,7 +112,7 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
         incident.acknowledge_due_at = found.get(Deadline.ACKNOWLEDGE)
         incident.arrive_due_at = found.get(Deadline.ARRIVE)
         incident.resolve_due_at = found.get(Deadline.RESOLVE)
-    for step in repo.steps_of(session, incident.id):
+    for step in () if fresh else repo.steps_of(session, incident.id):
         if step.status != StepStatus.PLANNED:
             wanted.pop(step.key, None)  # fired, cancelled or skipped: never again
             continue

@@ -148,7 +148,7 @@ def submit_report(
         if new.channel != Channel.IMPORT:
             # Imported history is context for the map and reports, not live work: its
             # deadlines passed long ago and nobody is to be paged for them now.
-            plan_incident(session, incident, now=now)
+            plan_incident(session, incident, now=now, fresh=True)
     else:
         dx, dy = local_metres(incident.lon, incident.lat, new.lon, new.lat)
         attach_report(
