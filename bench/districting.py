@@ -14,7 +14,7 @@ from fieldops.geo.districting import NOT_FOUND, DistrictIndex
 
 BENCH = "districting"
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIRS = (ROOT / "layers", Path("/work/shared/data/montreal"))
+DATA_DIRS = (ROOT / "layers",)
 MONTREAL_BBOX = (-73.9966, 45.3854, -73.4739, 45.7076)
 SINGLE_CALLS = 10_000
 SJOIN_SINGLE_CALLS = 200

@@ -14,7 +14,7 @@ from shapely.geometry import Point
 from fieldops.geo.crs import MONTREAL_MTM8, WGS84, local_metres, require_crs, to_metric
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA_DIRS = (ROOT / "layers", Path("/work/shared/data/montreal"))
+DATA_DIRS = (ROOT / "layers",)
 GEOD = pyproj.Geod(ellps="WGS84")
 
 

@@ -16,7 +16,7 @@ from fieldops.geo.crs import MONTREAL_MTM8
 from fieldops.geo.districting import NOT_FOUND, DistrictIndex
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA_DIRS = (ROOT / "layers", Path("/work/shared/data/montreal"))
+DATA_DIRS = (ROOT / "layers",)
 MONTREAL_BBOX = (-73.9966, 45.3854, -73.4739, 45.7076)
 
 
