@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import orjson
@@ -365,6 +366,43 @@ class Measured:
     ours: LoadResult
     bare: LoadResult
     stored: dict[str, int]
+    open311: LoadResult | None = None
+    open311_kept: int = 0  # incidents + merged reports the Open311 run added
+
+
+# Answers to a service's required questions (Open311 attributes), as a citizen app sends them.
+OPEN311_ATTRIBUTES = {
+    "wildlife": {"attribute[animal]": "raccoon"},
+    "traffic_signal_out": {"attribute[signal_state]": "dark"},
+}
+OPEN311_RPS_TARGET = 1_000.0
+
+
+def open311_requests(bodies: list[bytes], secret: str) -> list[Request]:
+    """The same reports as Open311 POSTs, form-encoded as the spec says, half to
+    requests.xml and half to requests.json."""
+    requests = []
+    for n, body in enumerate(bodies):
+        report = orjson.loads(body)
+        form = {
+            "api_key": secret,
+            "service_code": report["service_code"],
+            "lat": repr(report["lat"]),
+            "long": repr(report["lon"]),
+            "description": report["description"],
+            "address_string": report["address"],
+            **OPEN311_ATTRIBUTES.get(report["service_code"], {}),
+        }
+        path = "/open311/v2/requests." + ("xml" if n % 2 else "json")
+        requests.append(
+            Request(
+                "POST",
+                path,
+                urlencode(form).encode(),
+                {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            )
+        )
+    return requests
 
 
 def measure(backend: Backend, durations: Durations, workdir: Path) -> Measured:
@@ -388,7 +426,21 @@ def measure(backend: Backend, durations: Durations, workdir: Path) -> Measured:
         if label == "ours":
             # The server is stopped: everything it acknowledged must be in the database.
             stored = stored_counts(backend.url)
-    return Measured(results["ours"], results["bare"], stored)
+    bodies = report_bodies(context, BODIES, seed=1311)
+    log = workdir / f"{backend.name}-open311.log"
+    with serve(OURS_APP, database_url=backend.url, workers=backend.workers, log=log) as srv:
+        open311 = run_load(
+            port=srv.port,
+            requests=open311_requests(bodies, secret),
+            connections=CONNECTIONS,
+            warmup_s=durations.warmup_s,
+            duration_s=durations.duration_s,
+            ok_status=frozenset({201}),
+            cpu_probe=process_cpu_probe(srv.process.pid),
+        )
+    after = stored_counts(backend.url)
+    kept = (after["incidents"] + after["merged"]) - (stored["incidents"] + stored["merged"])
+    return Measured(results["ours"], results["bare"], stored, open311, kept)
 
 
 def _not_ok(result: LoadResult) -> int:
@@ -487,6 +539,7 @@ def rows_for(backend: Backend, m: Measured) -> list[Row]:
             peer_value=_cpu_ms_per_request(bare),
             ratio=_cpu_ms_per_request(ours) / _cpu_ms_per_request(bare),
         ),
+        *_open311_rows(backend, setup, m),
         Row(
             bench=BENCH,
             case=f"{backend.name}: load generator CPU during ours ({cpu_note})",
@@ -496,6 +549,50 @@ def rows_for(backend: Backend, m: Measured) -> list[Row]:
             peer_value=m.bare.cpu_cores.get("loadgen"),
             target=f"<{LOADGEN_CPU_TARGET} cores",
             met=cpu.get("loadgen", 1.0) < LOADGEN_CPU_TARGET,
+        ),
+    ]
+
+
+def _open311_rows(backend: Backend, setup: str, m: Measured) -> list[Row]:
+    """Open311 ingest (form-encoded POST requests.xml / requests.json) on the same server."""
+    o = m.open311
+    if o is None:
+        return []
+    on_postgis = backend.name == "PostGIS"
+    acknowledged = o.count(201)
+    return [
+        Row(
+            bench=BENCH,
+            case=f"{setup}: Open311 POST requests.xml/.json (form) throughput",
+            value=o.requests_per_s,
+            unit="req/s",
+            peer=PEER,
+            peer_value=m.bare.requests_per_s,
+            ratio=o.requests_per_s / m.bare.requests_per_s if m.bare.requests_per_s else None,
+            target=f"≥{OPEN311_RPS_TARGET:,.0f} req/s" if on_postgis else "",
+            met=o.requests_per_s >= OPEN311_RPS_TARGET if on_postgis else None,
+        ),
+        Row(
+            bench=BENCH,
+            case=f"{setup}: Open311 latency p50 / p99 (value p99)",
+            value=o.p99_ms,
+            unit="ms",
+            peer=f"p50 {o.p50_ms:.0f} ms; bare p99",
+            peer_value=m.bare.p99_ms,
+            ratio=o.p99_ms / m.bare.p99_ms if m.bare.p99_ms else None,
+            target=f"<{P99_TARGET_MS:.0f} ms" if on_postgis else "",
+            met=o.p99_ms < P99_TARGET_MS if on_postgis else None,
+        ),
+        Row(
+            bench=BENCH,
+            case=(
+                f"{backend.name}: Open311 lost = 201s ({acknowledged:,}) - stored "
+                f"({m.open311_kept:,}); answers other than 201: {_not_ok(o)}"
+            ),
+            value=float(acknowledged - m.open311_kept),
+            unit="reports",
+            target="0",
+            met=acknowledged == m.open311_kept and _not_ok(o) == 0,
         ),
     ]
 
