@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
@@ -88,7 +88,7 @@ class AppState:
             self._intake = None
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.fieldops
     return state
 
@@ -96,7 +96,7 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_now(state: State) -> datetime:
+async def get_now(state: State) -> datetime:
     return state.clock.now()
 
 
@@ -134,10 +134,12 @@ def _bearer(request: Request) -> str | None:
     return secret.strip()
 
 
-def get_principal(request: Request, state: State) -> Principal:
+async def get_principal(request: Request, state: State) -> Principal:
     secret = _bearer(request)
     if secret is None:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
+    # Async on purpose, like the other cheap dependencies here: a sync one costs a hop to
+    # the thread pool on every request. A cache miss reads the database briefly in place.
     principal = state.principal(secret)
     if principal is None:
         raise Unauthenticated("the API key is unknown or revoked")
@@ -147,11 +149,11 @@ def get_principal(request: Request, state: State) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets only ``roles`` through (admin always passes)."""
     allowed = frozenset(roles) | {Role.ADMIN}
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(
                 f"role {principal.role} may not do this; needs one of {', '.join(sorted(allowed))}"
