@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import Row, Skip, median_seconds, postgis_base_url
 from fieldops.catalog.models import ServiceType
-from fieldops.cli import load_city
+from fieldops.city import load_city
 from fieldops.clock import ManualClock
 from fieldops.db.base import ewkt_point
 from fieldops.db.engine import make_engine, make_sessionmaker, unit_of_work

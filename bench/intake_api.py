@@ -33,7 +33,7 @@ from bench.common import Row, Skip, postgis_base_url
 from bench.loadgen import LoadResult, Request, process_cpu_probe, run_load
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
-from fieldops.cli import load_city
+from fieldops.city import load_city
 from fieldops.clock import SystemClock
 from fieldops.config import Settings
 from fieldops.db.base import UTCDateTime

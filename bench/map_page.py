@@ -36,7 +36,7 @@ from fieldops.app import create_app
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
 from fieldops.catalog.repo import list_service_types
-from fieldops.cli import load_city
+from fieldops.city import load_city
 from fieldops.clock import SystemClock
 from fieldops.config import Settings
 from fieldops.db.base import ewkt_point

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fieldops.app import create_app
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
-from fieldops.cli import load_city, load_roster
+from fieldops.city import load_city, load_roster
 from fieldops.clock import ManualClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_engine, make_sessionmaker, unit_of_work

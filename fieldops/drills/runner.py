@@ -152,7 +152,7 @@ class Drill:
 
     def setup(self) -> None:
         from fieldops.catalog.spec import read_city
-        from fieldops.cli import load_city
+        from fieldops.city import load_city
         from fieldops.dispatch.travel import load_travel_model
         from fieldops.scheduler import Jobs
 

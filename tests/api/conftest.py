@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
-from fieldops.cli import load_roster
+from fieldops.city import load_roster
 from fieldops.clock import ManualClock
 from fieldops.db.engine import READ_ONLY, unit_of_work
 

@@ -33,7 +33,7 @@ from playwright.sync_api import (
 from fieldops.app import create_app
 from fieldops.auth.models import Role
 from fieldops.auth.service import create_key
-from fieldops.cli import load_city
+from fieldops.city import load_city
 from fieldops.config import Settings
 from fieldops.db.engine import make_engine, make_sessionmaker, unit_of_work
 from fieldops.db.migrate import upgrade
