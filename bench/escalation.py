@@ -255,8 +255,19 @@ def populate(engine: Engine, n: int) -> np.ndarray:
 # --- measuring -----------------------------------------------------------------------------
 
 
-def noop_action(session: Session, incident: Incident, step: EscalationStep, now: datetime) -> str:
-    return "bench: nothing done"
+class NoopActions:
+    """An action runner that does nothing: what is left is the tick's own cost."""
+
+    def begin(
+        self, session: Session, due: Sequence[tuple[Incident, EscalationStep]], *, now: datetime
+    ) -> NoopActions:
+        return self
+
+    def fire(self, incident: Incident, step: EscalationStep) -> str:
+        return "bench: nothing done"
+
+    def finish(self) -> None:
+        pass
 
 
 def tick(sessions: sessionmaker[Session], now: datetime, run_action: ActionRunner) -> list[Fired]:
@@ -382,7 +393,7 @@ def measure(url: str, sizes: Sizes) -> Measured:
 
         # (b) 1,000 due: a no-op action runner, then the real actions through the job.
         noop_s, noop_statements = _timed_ticks(
-            engine, windows, lambda: tick(sessions, clock.now(), noop_action), sizes.repeat
+            engine, windows, lambda: tick(sessions, clock.now(), NoopActions()), sizes.repeat
         )
         real_s, real_statements = _timed_ticks(
             engine, windows, jobs.escalation_tick, sizes.real_repeat

@@ -29,6 +29,22 @@ def steps_of(session: Session, incident_id: int) -> Sequence[EscalationStep]:
     ).all()
 
 
+def steps_of_incidents(
+    session: Session, incident_ids: Sequence[int]
+) -> dict[int, list[EscalationStep]]:
+    """``steps_of`` for many incidents with one query: incident id -> its steps, in order."""
+    found: dict[int, list[EscalationStep]] = {i: [] for i in incident_ids}
+    if not found:
+        return found
+    for step in session.scalars(
+        sa.select(EscalationStep)
+        .where(EscalationStep.incident_id.in_(sorted(found)))
+        .order_by(EscalationStep.incident_id, EscalationStep.due_at, EscalationStep.id)
+    ):
+        found[step.incident_id].append(step)
+    return found
+
+
 def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[EscalationStep]:
     """Planned steps due at ``now``, oldest deadline first, locked for this transaction.
 
@@ -52,3 +68,20 @@ def next_due_at(session: Session) -> datetime | None:
             EscalationStep.status == StepStatus.PLANNED
         )
     )
+
+
+def settle_steps(
+    session: Session, outcomes: Sequence[tuple[int, StepStatus, str]], *, now: datetime
+) -> None:
+    """Write the outcome (step id, status, reason) of many steps with one executemany of
+    the UPDATE by primary key: one round trip on PostGIS (psycopg pipelines it), none on
+    SpatiaLite. (A single UPDATE joined to the outcomes as arrays costs PostGIS as much:
+    the time goes to rewriting the rows and their indexes, not to the statements.)"""
+    if outcomes:
+        session.execute(
+            sa.update(EscalationStep),
+            [
+                {"id": id_, "status": status, "reason": reason, "settled_at": now}
+                for id_, status, reason in outcomes
+            ],
+        )

@@ -3,15 +3,17 @@ what is due exactly once, and explain every step."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from fieldops.dispatch.models import Assignment
-from fieldops.dispatch.repo import active_assignment
+from fieldops.dispatch.repo import active_assignment, active_assignments
 from fieldops.emergencies.models import Emergency
 from fieldops.emergencies.repo import notice_stretch
 from fieldops.escalation import repo
@@ -47,16 +49,39 @@ def load_policy(session: Session, policy: Policy, *, source: str, now: datetime)
     )
     session.add(version)
     session.flush()
+    # A policy loaded in this transaction (perhaps in a savepoint rolled back later) is
+    # never answered from the transaction's cache: see ``policy_in_force``.
+    session.info[_POLICY_LOADED_IN] = session.get_transaction()
     return version
+
+
+# session.info keys: the transaction that last loaded a policy; and (transaction, newest
+# policy id) as last looked up.
+_POLICY_LOADED_IN = "fieldops.escalation.policy_loaded_in"
+_NEWEST_POLICY = "fieldops.escalation.newest_policy"
+
+
+def _newest_policy_id(session: Session) -> int | None:
+    """The newest policy id, looked up once per transaction (always, in a transaction that
+    loads a policy itself): a policy another transaction loads meanwhile applies from the
+    caller's next transaction, as the edges keep their transactions short."""
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get(_POLICY_LOADED_IN) is not transaction:
+        cached = session.info.get(_NEWEST_POLICY)
+        if cached is not None and cached[0] is transaction:
+            return cast(int | None, cached[1])
+    newest = repo.latest_policy_id(session)
+    session.info[_NEWEST_POLICY] = (session.get_transaction(), newest)
+    return newest
 
 
 def policy_in_force(session: Session) -> Policy | None:
     """The newest loaded policy (each version is parsed once per process)."""
-    newest = repo.latest_policy_id(session)
+    newest = _newest_policy_id(session)
     if newest is None:
         return None
     if newest not in _parsed:
-        row = repo.latest_policy(session)
+        row = session.get(PolicyVersion, newest)
         assert row is not None
         _parsed[row.id] = Policy(tuple(Rule.model_validate(r) for r in row.document))
     return _parsed[newest]
@@ -82,23 +107,83 @@ def deadline_factor(session: Session, incident: Incident, *, now: datetime) -> f
     return emergency.deadline_factor
 
 
-def plan_incident(
-    session: Session, incident: Incident, *, now: datetime, fresh: bool = False
-) -> None:
-    """(Re)compute the incident's deadlines and bring its planned steps in line: new
-    steps planned, met or obsolete ones cancelled with the reason, moved ones re-timed.
-    Safe to call after any change; does nothing without a policy. ``fresh``: the
-    incident was opened in this transaction, so it has no assignment and no steps yet
-    (intake's hot path skips looking for them)."""
-    policy = policy_in_force(session)
+def rule_for(
+    session: Session,
+    incident: Incident,
+    policy: Policy | None,
+    *,
+    now: datetime,
+    around: Sequence[Emergency] | None = None,
+) -> Rule | None:
+    """The policy's rule for the incident, its resolve window stretched while it carries
+    an emergency's service notice (a non-critical incident is expected later).
+    ``around``: the active emergencies holding the incident, when the caller has them."""
     rule = policy.rule_for(incident.service_code, incident.priority) if policy else None
-    # A non-critical incident under an emergency's service notice is expected later.
-    stretch = notice_stretch(session, incident, now=now)
+    stretch = notice_stretch(session, incident, now=now, around=around)
     if rule is not None and stretch != 1.0:
         rule = rule.model_copy(update={"resolve_s": round(rule.resolve_s * stretch)})
-    status = IncidentStatus(incident.status)
-    met = MET[status]
-    current: Assignment | None = None if fresh else active_assignment(session, incident.id)
+    return rule
+
+
+def set_deadlines(incident: Incident, rule: Rule, anchors: Anchors, *, factor: float) -> None:
+    """Store the rule's absolute deadlines on the incident."""
+    found = deadlines(rule, anchors, factor=factor)
+    incident.dispatch_due_at = found.get(Deadline.DISPATCH)
+    incident.acknowledge_due_at = found.get(Deadline.ACKNOWLEDGE)
+    incident.arrive_due_at = found.get(Deadline.ARRIVE)
+    incident.resolve_due_at = found.get(Deadline.RESOLVE)
+
+
+def plan_incident(session: Session, incident: Incident, *, now: datetime) -> None:
+    """(Re)compute the incident's deadlines and bring its planned steps in line: new
+    steps planned, met or obsolete ones cancelled with the reason, moved ones re-timed.
+    Safe to call after any change; does nothing without a policy. (Intake plans the
+    incidents it opens many at a time: ``fieldops.escalation.opening``.)"""
+    _replan(
+        session,
+        incident,
+        now=now,
+        policy=policy_in_force(session),
+        current=active_assignment(session, incident.id),
+        steps=repo.steps_of(session, incident.id),
+    )
+    session.flush()
+
+
+def plan_incidents(session: Session, incidents: Sequence[Incident], *, now: datetime) -> None:
+    """``plan_incident`` for many incidents, with a few queries and one flush for all of
+    them (a batch dispatch round plans every incident it assigned at once)."""
+    incidents = list({i.id: i for i in incidents}.values())  # each once
+    if not incidents:
+        return
+    ids = [i.id for i in incidents]
+    policy = policy_in_force(session)
+    current = active_assignments(session, ids)
+    steps = repo.steps_of_incidents(session, ids)
+    for incident in incidents:
+        _replan(
+            session,
+            incident,
+            now=now,
+            policy=policy,
+            current=current.get(incident.id),
+            steps=steps[incident.id],
+        )
+    session.flush()
+
+
+def _replan(
+    session: Session,
+    incident: Incident,
+    *,
+    now: datetime,
+    policy: Policy | None,
+    current: Assignment | None,
+    steps: Sequence[EscalationStep],
+) -> None:
+    """What ``plan_incident`` does, given its policy, active assignment and steps."""
+    rule = rule_for(session, incident, policy, now=now)
+    met = MET[IncidentStatus(incident.status)]
     anchors = Anchors(
         opened_at=incident.opened_at,
         assigned_at=current.assigned_at if current else None,
@@ -107,12 +192,8 @@ def plan_incident(
     factor = deadline_factor(session, incident, now=now)
     wanted = {s.key: s for s in plan_steps(rule, anchors, factor=factor, met=met)} if rule else {}
     if rule is not None:
-        found = deadlines(rule, anchors, factor=factor)
-        incident.dispatch_due_at = found.get(Deadline.DISPATCH)
-        incident.acknowledge_due_at = found.get(Deadline.ACKNOWLEDGE)
-        incident.arrive_due_at = found.get(Deadline.ARRIVE)
-        incident.resolve_due_at = found.get(Deadline.RESOLVE)
-    for step in () if fresh else repo.steps_of(session, incident.id):
+        set_deadlines(incident, rule, anchors, factor=factor)
+    for step in steps:
         if step.status != StepStatus.PLANNED:
             wanted.pop(step.key, None)  # fired, cancelled or skipped: never again
             continue
@@ -149,7 +230,6 @@ def plan_incident(
                 settled_at=None,
             )
         )
-    session.flush()
 
 
 def _settle(step: EscalationStep, status: StepStatus, reason: str, now: datetime) -> None:
@@ -167,8 +247,26 @@ class Fired:
     reason: str
 
 
-# An action does its work and returns what it did, in words, for the trace.
-ActionRunner = Callable[[Session, Incident, EscalationStep, datetime], str]
+class ActionBatch(Protocol):
+    """The actions of one tick: fired one by one in deadline order, written together."""
+
+    def fire(self, incident: Incident, step: EscalationStep) -> str:
+        """Do the step's action (or gather what it writes); returns, in words, what it did."""
+        ...
+
+    def finish(self) -> None:
+        """Write what the fired actions gathered, with a few statements for the tick."""
+        ...
+
+
+class ActionRunner(Protocol):
+    """Runs the escalation steps' actions, a tick at a time."""
+
+    def begin(
+        self, session: Session, due: Sequence[tuple[Incident, EscalationStep]], *, now: datetime
+    ) -> ActionBatch:
+        """Fetch, in bulk, what the actions of these claimed steps need."""
+        ...
 
 
 def fire_due(
@@ -177,10 +275,12 @@ def fire_due(
     """Fire every planned step due at ``now`` (oldest deadline first), each exactly once.
 
     A step whose deadline was met meanwhile is skipped with the reason; the caller
-    commits, which is what makes the claim and the action one atomic change.
+    commits, which is what makes the claim and the action one atomic change. The
+    outcomes of all the steps are written together, by one statement.
     """
-    done: list[Fired] = []
     steps = repo.claim_due(session, now=now, limit=limit)
+    if not steps:
+        return []
     # One query for every incident the steps touch, held for the whole tick.
     incidents = {
         i.id: i
@@ -188,16 +288,31 @@ def fire_due(
             sa.select(Incident).where(Incident.id.in_({s.incident_id for s in steps}))
         )
     }
+    batch = run_action.begin(session, [(incidents[s.incident_id], s) for s in steps], now=now)
+    done: list[Fired] = []
     for step in steps:
         incident = incidents[step.incident_id]
         deadline = Deadline(step.deadline)
+        # An earlier step of this tick may have moved the incident on (a new crew).
         if deadline in MET[IncidentStatus(incident.status)]:
-            _settle(step, StepStatus.SKIPPED, f"{MET_WORDS[deadline]} before the step came up", now)
+            _mark(step, StepStatus.SKIPPED, f"{MET_WORDS[deadline]} before the step came up", now)
         else:
-            _settle(step, StepStatus.FIRED, run_action(session, incident, step, now), now)
+            # Fired before its action runs: a re-plan that the action causes (a raised
+            # priority, a new crew) must neither cancel nor re-time a step that fired.
+            set_committed_value(step, "status", StepStatus.FIRED)
+            _mark(step, StepStatus.FIRED, batch.fire(incident, step), now)
         done.append(Fired(step.id, step.incident_id, step.action, step.status, step.reason))
-    session.flush()
+    batch.finish()
+    repo.settle_steps(session, [(f.step_id, f.status, f.reason) for f in done], now=now)
     return done
+
+
+def _mark(step: EscalationStep, status: StepStatus, reason: str, now: datetime) -> None:
+    """Settle ``step`` in the session only: ``repo.settle_steps`` writes the tick's steps
+    in one statement, so the ORM must not write each of them again."""
+    set_committed_value(step, "status", status)
+    set_committed_value(step, "reason", reason)
+    set_committed_value(step, "settled_at", now)
 
 
 def snooze(

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fieldops.notifications.models import DeliveryStatus, Notification
@@ -32,6 +33,16 @@ class Outbox:
     roster: frozenset[str] | None = None  # None: anyone
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message to queue: to whom, for which event, and what it says."""
+
+    recipient: str
+    dedupe_key: str
+    subject: str
+    payload: dict[str, Any]
+
+
 def enqueue(
     session: Session,
     outbox: Outbox,
@@ -44,35 +55,67 @@ def enqueue(
 ) -> bool:
     """Queue one message; False when this recipient already has this event (or may not
     receive it in an exercise)."""
-    if outbox.exercise:
-        if outbox.roster is not None and recipient not in outbox.roster:
-            log.warning("exercise notification to %s dropped: not on the drill roster", recipient)
-            return False
-        subject = EXERCISE_PREFIX + subject.removeprefix(EXERCISE_PREFIX)
-    exists = session.scalar(
-        sa.select(Notification.id).where(
-            Notification.recipient == recipient, Notification.dedupe_key == dedupe_key
+    message = Message(recipient, dedupe_key, subject, payload)
+    return enqueue_many(session, outbox, [message], now=now) == 1
+
+
+def enqueue_many(
+    session: Session, outbox: Outbox, messages: Sequence[Message], *, now: datetime
+) -> int:
+    """Queue many messages with one statement; returns how many were new.
+
+    Each recipient gets each event once: a message whose (recipient, dedupe_key) is
+    already queued, by an earlier transaction, a concurrent one or earlier in
+    ``messages``, is left out by the database itself (ON CONFLICT DO NOTHING on the
+    unique key), so a retried or racing caller never queues it twice and never fails.
+    """
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for message in messages:
+        subject = message.subject
+        if outbox.exercise:
+            if outbox.roster is not None and message.recipient not in outbox.roster:
+                log.warning(
+                    "exercise notification to %s dropped: not on the drill roster",
+                    message.recipient,
+                )
+                continue
+            subject = EXERCISE_PREFIX + subject.removeprefix(EXERCISE_PREFIX)
+        if (message.recipient, message.dedupe_key) in seen:
+            continue
+        seen.add((message.recipient, message.dedupe_key))
+        rows.append(
+            {
+                "recipient": message.recipient,
+                "dedupe_key": message.dedupe_key,
+                "subject": subject,
+                "payload": message.payload,
+                "exercise": outbox.exercise,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+                "sent_at": None,
+                "last_error": "",
+            }
         )
-    )
-    if exists is not None:
-        return False
-    session.add(
-        Notification(
-            recipient=recipient,
-            dedupe_key=dedupe_key,
-            subject=subject,
-            payload=payload,
-            exercise=outbox.exercise,
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            created_at=now,
-            next_attempt_at=now,
-            sent_at=None,
-            last_error="",
-        )
-    )
-    session.flush()
-    return True
+    if not rows:
+        return 0
+    # One executemany: psycopg pipelines the rows and SQLite runs them in-process, both
+    # far faster than a multi-row VALUES of thousands of parameters, which psycopg is slow
+    # to convert. Both drivers sum the rows inserted (skipped duplicates count 0).
+    statement = _insert_new_only(session.get_bind().dialect.name)
+    done = session.execute(statement.execution_options(preserve_rowcount=True), rows)
+    return cast(sa.CursorResult[Any], done).rowcount
+
+
+def _insert_new_only(dialect: str) -> postgresql.Insert | sqlite.Insert:
+    """INSERT into the outbox that skips rows whose (recipient, dedupe_key) exists."""
+    table = cast(sa.Table, Notification.__table__)
+    unique = ["recipient", "dedupe_key"]
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=unique)
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=unique)
 
 
 class Sender(Protocol):
