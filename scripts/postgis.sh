@@ -25,6 +25,9 @@ done
 psql_su() { as_root su postgres -c "psql -v ON_ERROR_STOP=1 -qAt $*"; }
 psql_su "-c \"SELECT 1 FROM pg_roles WHERE rolname='fieldops'\"" | grep -q 1 ||
   psql_su "-c \"CREATE ROLE fieldops LOGIN CREATEDB PASSWORD 'fieldops'\"" >&2
+# DROP DATABASE ... WITH (FORCE) ends the other sessions on a test database, an autovacuum
+# worker's among them; without this grant that fails now and then.
+psql_su "-c \"GRANT pg_signal_backend TO fieldops\"" >&2
 psql_su "-c \"SELECT 1 FROM pg_database WHERE datname='${db}'\"" | grep -q 1 ||
   psql_su "-c \"CREATE DATABASE ${db} OWNER fieldops\"" >&2
 psql_su "-d ${db} -c \"CREATE EXTENSION IF NOT EXISTS postgis\"" >&2

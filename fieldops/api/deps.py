@@ -7,11 +7,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from fieldops.auth.models import Role
 from fieldops.auth.service import Principal, authenticate, digest_secret
@@ -22,6 +24,7 @@ from fieldops.dispatch.service import TravelModel
 from fieldops.dispatch.travel import load_travel_model
 from fieldops.errors import Forbidden, Unauthenticated
 from fieldops.intake.context import IntakeContext
+from fieldops.intake.queue import IntakeQueue
 
 # How long a process trusts a key it has looked up. A key revoked through another process
 # (the CLI, another worker) stops working within this many seconds.
@@ -42,14 +45,37 @@ class AppState:
     _principals: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _travel: TravelModel | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _intake_queue: IntakeQueue | None = None
 
-    def intake_context(self, session: Session) -> IntakeContext:
-        """The cached intake context, loaded on first use."""
+    @cached_property
+    def read_engine(self) -> Engine:
+        """The engine for sessions that only read: SpatiaLite begins them DEFERRED."""
+        return self.engine.execution_options(**READ_ONLY)
+
+    @property
+    def intake_queue(self) -> IntakeQueue:
+        """The process's group-commit queue for intake (see fieldops.intake.queue)."""
+        if self._intake_queue is None:
+            with self._lock:
+                if self._intake_queue is None:
+                    self._intake_queue = IntakeQueue(self.sessions, self.intake_context)
+        return self._intake_queue
+
+    def intake_context(self) -> IntakeContext:
+        """The cached intake context, loaded on first use in a read-only session of its
+        own (a request's write session would hold SpatiaLite's lock until it answers)."""
         if self._intake is None:
             with self._lock:
                 if self._intake is None:
-                    self._intake = IntakeContext.load(session)
+                    with self.sessions() as session:
+                        session.connection(execution_options=READ_ONLY)
+                        self._intake = IntakeContext.load(session)
         return self._intake
+
+    def cached_principal(self, secret: str) -> Principal | None:
+        """The key's principal if this process looked it up lately; never the database."""
+        cached = self._principals.get(digest_secret(secret))
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
     def principal(self, secret: str) -> Principal | None:
         """The key's principal, from the cache or the database."""
@@ -113,9 +139,10 @@ def get_session(state: State) -> Iterator[Session]:
 
 
 def get_read_session(state: State) -> Iterator[Session]:
-    """A session for a request that only reads (never queues behind writers on SpatiaLite)."""
-    with state.sessions() as session:
-        session.connection(execution_options=READ_ONLY)
+    """A session for a request that only reads (never queues behind writers on SpatiaLite).
+    It takes its connection at its first query, not here: one held while the request's key
+    is looked up (with another) lets busy requests empty the pool, each waiting for a second."""
+    with state.sessions(bind=state.read_engine) as session:
         try:
             yield session
         finally:
@@ -139,8 +166,10 @@ async def get_principal(request: Request, state: State) -> Principal:
     if secret is None:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>'")
     # Async on purpose, like the other cheap dependencies here: a sync one costs a hop to
-    # the thread pool on every request. A cache miss reads the database briefly in place.
-    principal = state.principal(secret)
+    # the thread pool on every request. A cache miss reads the database in the thread pool:
+    # on the event loop it would wait for a pooled connection that only the loop can hand
+    # back (finished requests release theirs through it), and the whole process would stall.
+    principal = state.cached_principal(secret) or await run_in_threadpool(state.principal, secret)
     if principal is None:
         raise Unauthenticated("the API key is unknown or revoked")
     return principal

@@ -75,16 +75,35 @@ def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -
         )
         .order_by(Emergency.id)
     ).all()
-    return [e for e in candidates if contains_points(area_shape(e), [lon], [lat])[0]]
+    return holding(candidates, lon, lat)
 
 
-def notice_stretch(session: Session, incident: Incident, *, now: datetime) -> float:
+def holding(emergencies: Sequence[Emergency], lon: float, lat: float) -> list[Emergency]:
+    """Those of ``emergencies`` whose area holds the point (box first, then the shape)."""
+    return [
+        e
+        for e in emergencies
+        if e.min_lon <= lon <= e.max_lon
+        and e.min_lat <= lat <= e.max_lat
+        and contains_points(area_shape(e), [lon], [lat])[0]
+    ]
+
+
+def notice_stretch(
+    session: Session,
+    incident: Incident,
+    *,
+    now: datetime,
+    around: Sequence[Emergency] | None = None,
+) -> float:
     """How much later than usual a non-critical incident is expected: ``1 / factor`` of the
     strictest active emergency around it that does not cover its service, while it carries
-    that emergency's service notice; 1.0 otherwise (and once the emergency has ended)."""
+    that emergency's service notice; 1.0 otherwise (and once the emergency has ended).
+    ``around``: the active emergencies holding the incident, when the caller has them."""
     if incident.emergency_id is not None or not incident.service_notice:
         return 1.0
-    around = emergencies_at(session, incident.lon, incident.lat, now=now)
+    if around is None:
+        around = emergencies_at(session, incident.lon, incident.lat, now=now)
     return max(
         (1.0 / e.deadline_factor for e in around if incident.service_code not in e.service_codes),
         default=1.0,

@@ -176,15 +176,22 @@ def end_emergency(session: Session, emergency_id: int, *, actor: str, now: datet
 
 
 def attach_to_emergency(
-    session: Session, incident: Incident, *, actor: str, now: datetime
+    session: Session,
+    incident: Incident,
+    *,
+    actor: str,
+    now: datetime,
+    around: Sequence[Emergency] | None = None,
 ) -> Emergency | None:
     """Intake's hook for an incident it has just opened, before its deadlines are planned.
 
     Inside an active emergency that covers its service, the incident joins it (the
     strictest factor wins where areas overlap; the planner then tightens its deadlines).
     Inside one that does not, it gets the emergency's service notice (English; the French
-    stays on the map), shown by Open311. Returns the emergency concerned, if any."""
-    around = repo.emergencies_at(session, incident.lon, incident.lat, now=now)
+    stays on the map), shown by Open311. Returns the emergency concerned, if any.
+    ``around``: the active emergencies holding the incident, when the caller has them."""
+    if around is None:
+        around = repo.emergencies_at(session, incident.lon, incident.lat, now=now)
     if not around:
         return None
     covering = [e for e in around if incident.service_code in e.service_codes]

@@ -6,10 +6,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff, State
-from fieldops.api.idempotent import answer, write_once
+from fieldops.api.idempotent import WriteResult, answer, write_once
 from fieldops.api.responses import GeoJSONBody
+from fieldops.db.base import ROW_ID_MAX, RowId
 from fieldops.dispatch.service import withdraw_crews
 from fieldops.errors import InvalidInput, NotFound
 from fieldops.idempotency.service import fingerprint
@@ -28,7 +30,7 @@ from fieldops.incidents.schemas import (
 )
 from fieldops.incidents.service import IncidentChange, update_incident
 from fieldops.intake.schemas import NewReport
-from fieldops.intake.service import submit_report
+from fieldops.intake.service import IntakeOutcome, Submission, submit_report
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 
@@ -59,10 +61,9 @@ def incident_read(incident: Incident, district_names: dict[int, str]) -> Inciden
 
 
 @router.post("/incidents", status_code=201, response_model=IntakeResult)
-def create_incident(
+async def create_incident(
     body: IncidentCreate,
     request: Request,
-    session: DbSession,
     state: State,
     principal: Staff,
     now: Now,
@@ -74,42 +75,51 @@ def create_incident(
     Send an ``Idempotency-Key`` header to make retries safe: the same key and body
     return the first answer and create nothing new.
     """
-    context = state.intake_context(session)
+    context = state.intake_context()
+    new = NewReport(
+        service_code=body.service_code,
+        lon=body.lon,
+        lat=body.lat,
+        channel=Channel.DISPATCHER,
+        description=body.description,
+        address=body.address,
+        priority=body.priority,
+        requested_at=body.requested_at,
+    )
 
-    def work() -> tuple[int, Any]:
-        outcome = submit_report(
-            session,
-            NewReport(
-                service_code=body.service_code,
-                lon=body.lon,
-                lat=body.lat,
-                channel=Channel.DISPATCHER,
-                description=body.description,
-                address=body.address,
-                priority=body.priority,
-                requested_at=body.requested_at,
-            ),
-            context=context,
-            actor=principal.actor,
-            now=now,
-            key_id=principal.key_id,
-        )
-        result = IntakeResult(
+    def result(outcome: IntakeOutcome) -> tuple[int, Any]:
+        done = IntakeResult(
             incident=incident_read(outcome.incident, context.district_names),
             report_id=str(outcome.report.id),
             merged=outcome.merged,
         )
-        return 201, result.model_dump(mode="json")
+        return 201, done.model_dump(mode="json")
 
-    done = write_once(
-        session,
-        principal=principal,
-        key=idempotency_key,
-        fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        now=now,
-        work=work,
-    )
-    return answer(done)
+    if idempotency_key is None:  # the common case: group-committed with other reports
+        submission = Submission(new, principal.actor, now, principal.key_id)
+        return answer(WriteResult(*result(await state.intake_queue.submit_async(submission))))
+
+    def once() -> WriteResult:
+        with state.sessions() as session:
+            return write_once(
+                session,
+                principal=principal,
+                key=idempotency_key,
+                fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+                now=now,
+                work=lambda: result(
+                    submit_report(
+                        session,
+                        new,
+                        context=context,
+                        actor=principal.actor,
+                        now=now,
+                        key_id=principal.key_id,
+                    )
+                ),
+            )
+
+    return answer(await run_in_threadpool(once))
 
 
 def _csv(value: str | None) -> list[str]:
@@ -134,6 +144,8 @@ def parse_filter(
         ) from None
     try:
         district_ids = frozenset(int(d) for d in _csv(district))
+        if any(abs(d) > ROW_ID_MAX for d in district_ids):
+            raise ValueError(district)
     except ValueError:
         raise InvalidInput.for_field("district", "must be district ids, comma-separated") from None
     box = None
@@ -166,7 +178,7 @@ def _filters(
     service: Annotated[str | None, Query(description="comma-separated service codes")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
     since: Annotated[datetime | None, Query(description="updated at or after")] = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=ROW_ID_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
 ) -> repo.IncidentFilter:
     return parse_filter(status, district, service, bbox, since, after_id, limit)
@@ -181,7 +193,7 @@ def list_incidents(
 ) -> IncidentPage:
     """Incidents matching every filter given, oldest first; page with ``after_id``."""
     rows = repo.list_incidents(session, filters)
-    names = state.intake_context(session).district_names
+    names = state.intake_context().district_names
     return IncidentPage(
         items=[incident_read(i, names) for i in rows],
         next_after_id=rows[-1].id if len(rows) == filters.limit else None,
@@ -197,7 +209,7 @@ def incidents_geojson(
 ) -> GeoJSONBody:
     """The same incidents as a GeoJSON FeatureCollection (EPSG:4326), for maps and GIS."""
     rows = repo.list_incidents(session, filters)
-    names = state.intake_context(session).district_names
+    names = state.intake_context().district_names
     features = []
     for incident in rows:
         props = incident_read(incident, names).model_dump(mode="json")
@@ -215,13 +227,13 @@ def incidents_geojson(
 
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
 def get_incident(
-    incident_id: int, session: ReadSession, state: State, _principal: Staff
+    incident_id: RowId, session: ReadSession, state: State, _principal: Staff
 ) -> IncidentDetail:
     """One incident with every report merged into it and its recent events (newest first)."""
     incident = repo.get_incident(session, incident_id, with_reports=True)
     if incident is None:
         raise NotFound(f"no incident with id {incident_id}")
-    names = state.intake_context(session).district_names
+    names = state.intake_context().district_names
     return IncidentDetail(
         **incident_read(incident, names).model_dump(),
         reports=[
@@ -252,7 +264,7 @@ def get_incident(
 
 @router.patch("/incidents/{incident_id}", response_model=IncidentRead)
 def patch_incident(
-    incident_id: int,
+    incident_id: RowId,
     body: IncidentUpdate,
     session: DbSession,
     state: State,
@@ -272,6 +284,6 @@ def patch_incident(
     if not incident.is_open or incident.status == IncidentStatus.OPEN:
         # Closed, or sent back to the queue: no crew stays on it.
         withdraw_crews(session, incident, actor=principal.actor, now=now)
-    result = incident_read(incident, state.intake_context(session).district_names)
+    result = incident_read(incident, state.intake_context().district_names)
     session.commit()
     return result

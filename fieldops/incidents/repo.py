@@ -6,10 +6,12 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
+from fieldops.db.base import UTCDateTime
 from fieldops.incidents.models import Channel, Incident, IncidentEvent, IncidentStatus, Report
 
 # Advisory-lock cells for the duplicate search, in degrees: larger than any duplicate
@@ -28,48 +30,176 @@ class IncidentFilter:
     limit: int = 500
 
 
-def lock_duplicate_area(
-    session: Session, group: str, bbox: tuple[float, float, float, float]
-) -> None:
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class DuplicateSearch:
+    """Open incidents of ``group`` inside ``bbox`` last reported at or after ``since``."""
+
+    group: str
+    bbox: BBox
+    since: datetime
+
+
+@dataclass
+class Candidate:
+    """An open incident a new report might join."""
+
+    id: int
+    group: str
+    lon: float
+    lat: float
+    last_report_at: datetime
+
+    def answers(self, search: DuplicateSearch) -> bool:
+        min_lon, min_lat, max_lon, max_lat = search.bbox
+        return (
+            self.group == search.group
+            and min_lon <= self.lon <= max_lon
+            and min_lat <= self.lat <= max_lat
+            and self.last_report_at >= search.since
+        )
+
+
+def lock_duplicate_areas(session: Session, searches: Sequence[DuplicateSearch]) -> None:
     """Serialise duplicate searches that could see each other's new incidents.
 
-    PostGIS: a transaction advisory lock per (group, cell) the box touches, taken in
-    a fixed order so two reports never deadlock. SpatiaLite needs nothing: every
-    write transaction already holds the database lock from its first statement.
+    PostGIS: a transaction advisory lock per (group, cell) a search box touches, all
+    taken by one statement in ascending key order, so two transactions never deadlock
+    on them. SpatiaLite needs nothing: every write transaction already holds the
+    database lock from its first statement.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if not searches or session.get_bind().dialect.name != "postgresql":
         return
-    min_lon, min_lat, max_lon, max_lat = bbox
-    cells = {
-        (int(lon // LOCK_CELL_DEG), int(lat // LOCK_CELL_DEG))
-        for lon in (min_lon, max_lon)
-        for lat in (min_lat, max_lat)
-    }
-    keys = sorted(zlib.crc32(f"{group}:{cx}:{cy}".encode()) for cx, cy in cells)
-    for key in keys:
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    keys: set[int] = set()
+    for search in searches:
+        min_lon, min_lat, max_lon, max_lat = search.bbox
+        cells = {
+            (int(lon // LOCK_CELL_DEG), int(lat // LOCK_CELL_DEG))
+            for lon in (min_lon, max_lon)
+            for lat in (min_lat, max_lat)
+        }
+        keys.update(zlib.crc32(f"{search.group}:{cx}:{cy}".encode()) for cx, cy in cells)
+    # unnest yields the array in order and the lock is taken as each row is produced.
+    session.execute(
+        sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
+        {"keys": sorted(keys)},
+    )
 
 
-def open_incidents_near(
-    session: Session,
-    *,
-    group: str,
-    bbox: tuple[float, float, float, float],
-    reported_since: datetime,
-) -> Sequence[sa.Row[int, float, float]]:
-    """Open incidents of ``group`` inside ``bbox`` whose last report is at or after the instant."""
-    min_lon, min_lat, max_lon, max_lat = bbox
-    return session.execute(
-        sa.select(Incident.id, Incident.lon, Incident.lat)
-        .where(
-            Incident.service_group == group,
-            Incident.is_open.is_(True),
-            Incident.lat.between(min_lat, max_lat),
-            Incident.lon.between(min_lon, max_lon),
-            Incident.last_report_at >= reported_since,
+def open_incidents_near(session: Session, searches: Sequence[DuplicateSearch]) -> list[Candidate]:
+    """Open incidents answering any of ``searches``, by id.
+
+    PostGIS: one statement for every search (the searches travel as arrays and are
+    joined with ``unnest``, so its text, and its plan, never change). SpatiaLite: one
+    cached statement per search; it runs in process, so a query costs no round trip."""
+    columns = (
+        Incident.id,
+        Incident.service_group,
+        Incident.lon,
+        Incident.lat,
+        Incident.last_report_at,
+    )
+    found: dict[int, Candidate] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            _SEARCH_MANY,
+            {
+                "groups": [search.group for search in searches],
+                "min_lon": [search.bbox[0] for search in searches],
+                "min_lat": [search.bbox[1] for search in searches],
+                "max_lon": [search.bbox[2] for search in searches],
+                "max_lat": [search.bbox[3] for search in searches],
+                "since": [search.since for search in searches],
+            },
         )
-        .order_by(Incident.id)
-    ).all()
+        found.update((row.id, _candidate(row)) for row in rows)
+    else:
+        for search in searches:
+            min_lon, min_lat, max_lon, max_lat = search.bbox
+            for row in session.execute(
+                sa.select(*columns).where(
+                    Incident.service_group == search.group,
+                    Incident.is_open.is_(True),
+                    Incident.lat.between(min_lat, max_lat),
+                    Incident.lon.between(min_lon, max_lon),
+                    Incident.last_report_at >= search.since,
+                )
+            ):
+                found[row.id] = _candidate(row)
+    return [found[key] for key in sorted(found)]
+
+
+def _candidate(row: Any) -> Candidate:
+    return Candidate(row.id, row.service_group, row.lon, row.lat, row.last_report_at)
+
+
+_SEARCH_MANY = sa.text(
+    """
+    SELECT DISTINCT i.id, i.service_group, i.lon, i.lat, i.last_report_at
+    FROM unnest(
+        CAST(:groups AS text[]), CAST(:min_lon AS float8[]), CAST(:min_lat AS float8[]),
+        CAST(:max_lon AS float8[]), CAST(:max_lat AS float8[]), CAST(:since AS timestamptz[])
+    ) AS s(service_group, min_lon, min_lat, max_lon, max_lat, since)
+    JOIN incidents AS i
+      ON i.service_group = s.service_group
+     AND i.is_open
+     AND i.lat BETWEEN s.min_lat AND s.max_lat
+     AND i.lon BETWEEN s.min_lon AND s.max_lon
+     AND i.last_report_at >= s.since
+    """
+).columns(
+    sa.column("id", sa.Integer),
+    sa.column("service_group", sa.String),
+    sa.column("lon", sa.Float),
+    sa.column("lat", sa.Float),
+    sa.column("last_report_at", UTCDateTime),
+)
+
+
+def lock_incidents(session: Session, incident_ids: Sequence[int]) -> dict[int, Incident]:
+    """The incidents, locked for update until the transaction ends, by id."""
+    if not incident_ids:
+        return {}
+    return {
+        incident.id: incident
+        for incident in session.scalars(
+            sa.select(Incident)
+            .where(Incident.id.in_(sorted(set(incident_ids))))
+            .order_by(Incident.id)
+            .with_for_update()
+        )
+    }
+
+
+def reports_by_source(
+    session: Session, refs: Sequence[tuple[Channel, str]]
+) -> dict[tuple[Channel, str], Report]:
+    """The stored reports among (channel, source_ref) pairs, by pair."""
+    found: dict[tuple[Channel, str], Report] = {}
+    for channel in sorted({channel for channel, _ in refs}):
+        wanted = sorted({ref for ch, ref in refs if ch == channel})
+        for start in range(0, len(wanted), 500):
+            for report in session.scalars(
+                sa.select(Report).where(
+                    Report.channel == channel, Report.source_ref.in_(wanted[start : start + 500])
+                )
+            ):
+                assert report.source_ref is not None
+                found[(channel, report.source_ref)] = report
+    return found
+
+
+def get_incidents(session: Session, incident_ids: Sequence[int]) -> dict[int, Incident]:
+    if not incident_ids:
+        return {}
+    return {
+        incident.id: incident
+        for incident in session.scalars(
+            sa.select(Incident).where(Incident.id.in_(sorted(set(incident_ids))))
+        )
+    }
 
 
 def get_incident(
@@ -84,27 +214,6 @@ def lock_incident(session: Session, incident_id: int) -> Incident | None:
     return session.scalars(
         sa.select(Incident).where(Incident.id == incident_id).with_for_update()
     ).one_or_none()
-
-
-def find_report_by_source(session: Session, channel: Channel, source_ref: str) -> Report | None:
-    return session.scalars(
-        sa.select(Report).where(Report.channel == channel, Report.source_ref == source_ref)
-    ).one_or_none()
-
-
-def existing_source_refs(session: Session, channel: Channel, refs: Sequence[str]) -> set[str]:
-    """Which of ``refs`` are already stored for ``channel`` (one query per 500 refs)."""
-    found: set[str] = set()
-    for start in range(0, len(refs), 500):
-        chunk = list(refs[start : start + 500])
-        found.update(
-            session.scalars(
-                sa.select(Report.source_ref).where(
-                    Report.channel == channel, Report.source_ref.in_(chunk)
-                )
-            )
-        )
-    return found
 
 
 def list_incidents(session: Session, filters: IncidentFilter) -> Sequence[Incident]:
@@ -142,3 +251,10 @@ def events_after(session: Session, after_id: int, *, limit: int = 1000) -> Seque
         .order_by(IncidentEvent.id)
         .limit(limit)
     ).all()
+
+
+def add_events(session: Session, events: Sequence[dict[str, object]]) -> None:
+    """Append many events (incident_id, at, actor, kind, data) with one executemany, not a
+    statement each; their ids follow the order of ``events``."""
+    if events:
+        session.execute(sa.insert(IncidentEvent), list(events))

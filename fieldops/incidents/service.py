@@ -45,7 +45,15 @@ class NewIncident:
 
 
 def open_incident(session: Session, new: NewIncident, *, actor: str, now: datetime) -> Incident:
-    incident = Incident(
+    incident = new_incident(new, now=now)
+    session.add(incident)
+    session.flush()
+    return incident
+
+
+def new_incident(new: NewIncident, *, now: datetime) -> Incident:
+    """The incident ``new`` opens, not yet added to a session."""
+    return Incident(
         service_code=new.service_code,
         service_group=new.service_group,
         status=IncidentStatus.OPEN,
@@ -65,9 +73,6 @@ def open_incident(session: Session, new: NewIncident, *, actor: str, now: dateti
         report_count=1,
         status_notes="",
     )
-    session.add(incident)
-    session.flush()
-    return incident
 
 
 def attach_report(
@@ -102,9 +107,16 @@ class IncidentChange:
 
 
 def update_incident(
-    session: Session, incident_id: int, change: IncidentChange, *, actor: str, now: datetime
+    session: Session,
+    incident_id: int,
+    change: IncidentChange,
+    *,
+    actor: str,
+    now: datetime,
+    plan: bool = True,
 ) -> Incident:
-    """Change status and/or priority, checking the lifecycle; each change is an event."""
+    """Change status and/or priority, checking the lifecycle; each change is an event.
+    ``plan=False``: the caller re-plans the incident itself once its own changes are in."""
     incident = repo.lock_incident(session, incident_id)
     if incident is None:
         raise NotFound(f"no incident with id {incident_id}")
@@ -143,5 +155,6 @@ def update_incident(
         incident.priority = change.priority
     incident.updated_at = now
     session.flush()
-    plan_incident(session, incident, now=now)
+    if plan:
+        plan_incident(session, incident, now=now)
     return incident

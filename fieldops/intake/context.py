@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ class ServiceRules:
     duplicate_window: timedelta
     resolve_sla: timedelta
     coarsen_public_location: bool
+    attributes: tuple[dict[str, Any], ...] = ()  # Open311 attributes the service asks for
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class IntakeContext:
                 duplicate_window=timedelta(seconds=s.duplicate_window_s),
                 resolve_sla=timedelta(seconds=s.resolve_sla_s),
                 coarsen_public_location=s.coarsen_public_location,
+                attributes=tuple(s.attributes),
             )
             for s in list_service_types(session)
         }

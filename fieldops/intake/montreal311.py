@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from fieldops.errors import FieldOpsError, SourceErrors, SourceProblem
 from fieldops.incidents.models import Channel
-from fieldops.incidents.repo import existing_source_refs
 from fieldops.intake.context import IntakeContext
 from fieldops.intake.schemas import NewReport
-from fieldops.intake.service import submit_report
+from fieldops.intake.service import Submission, submit_many
+
+# Rows taken in per batch: one set of statements for each.
+IMPORT_BATCH = 200
 
 REQUIRED_COLUMNS = ("ID_UNIQUE", "NATURE", "ACTI_NOM", "DDS_DATE_CREATION", "LOC_LONG", "LOC_LAT")
 
@@ -133,28 +135,28 @@ def import_reports(
     actor: str = "import:montreal311",
     on_row: Callable[[], None] | None = None,
 ) -> ImportSummary:
-    """Send every parsed row through intake, oldest first, each in its own savepoint.
+    """Send every parsed row through intake, oldest first, in batches of ``IMPORT_BATCH``.
 
-    A row refused by intake (outside every district, say) is rolled back alone and
-    reported; rows already imported are counted and left as they are.
+    A row refused by intake (outside every district, say) is reported with its line and
+    stored nothing; rows already imported are counted and left as they are.
     """
     summary = ImportSummary(skipped=list(parsed.skipped))
     rows = sorted(parsed.rows, key=lambda item: (item[1].requested_at or now, item[0]))
-    refs = [r.source_ref for _, r in rows if r.source_ref]
-    known = existing_source_refs(session, Channel.IMPORT, refs)
-    for line, report in rows:
-        if on_row is not None:
-            on_row()
-        if report.source_ref in known:
-            summary.already_there += 1
-            continue
-        try:
-            with session.begin_nested():
-                outcome = submit_report(session, report, context=context, actor=actor, now=now)
-        except FieldOpsError as exc:
-            summary.skipped.append(SourceProblem(str(parsed.path), f"line {line}", exc.detail))
-            continue
-        known.add(report.source_ref or "")
-        summary.imported += 1
-        summary.merged += int(outcome.merged)
+    for start in range(0, len(rows), IMPORT_BATCH):
+        chunk = rows[start : start + IMPORT_BATCH]
+        results = submit_many(
+            session, [Submission(report, actor, now) for _, report in chunk], context=context
+        )
+        for (line, _report), result in zip(chunk, results, strict=True):
+            if on_row is not None:
+                on_row()
+            if isinstance(result, FieldOpsError):
+                summary.skipped.append(
+                    SourceProblem(str(parsed.path), f"line {line}", result.detail)
+                )
+            elif not result.created:
+                summary.already_there += 1
+            else:
+                summary.imported += 1
+                summary.merged += int(result.merged)
     return summary

@@ -11,19 +11,22 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fieldops import errors
-from fieldops.api.deps import AppState, DbSession, Now, ReadSession, State
-from fieldops.api.idempotent import write_once
-from fieldops.auth.service import Principal, authenticate
+from fieldops.api.deps import AppState, Now, ReadSession, State
+from fieldops.api.errors import storage_failure
+from fieldops.api.idempotent import WriteResult, write_once
+from fieldops.auth.service import Principal
 from fieldops.catalog.repo import get_service_type, list_service_types
+from fieldops.db.base import ROW_ID_MAX
 from fieldops.errors import FieldOpsError, InvalidInput, NotFound
 from fieldops.geo.crs import local_metres
 from fieldops.geo.duplicates import bbox_around
 from fieldops.idempotency.service import fingerprint
-from fieldops.intake.service import UnknownService, submit_report
+from fieldops.intake.service import IntakeOutcome, Submission, UnknownService, submit_report
 from fieldops.open311 import repo
 from fieldops.open311.service import (
     COARSE_DECIMALS,
@@ -85,11 +88,41 @@ class Open311Route(APIRoute):
                 return error_response(fmt, 400, pairs)
             except StarletteHTTPException as exc:
                 return error_response(fmt, exc.status_code, [("", str(exc.detail))])
+            except OperationalError as exc:
+                failed = storage_failure(exc, request.scope.get("fieldops.request_id", "-"))
+                response = error_response(fmt, failed.status, [("", failed.detail)])
+                response.headers["Retry-After"] = str(failed.retry_after_s)
+                return response
 
         return handle
 
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route)
+# Errors here are GeoReport v2 error lists, never problems: say so in the OpenAPI document.
+GEOREPORT_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "description": "GeoReport v2 error list (XML or JSON, by the format suffix)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["code", "description"],
+                        "properties": {
+                            "code": {"type": "integer"},
+                            "description": {"type": "string"},
+                        },
+                    },
+                }
+            },
+            "text/xml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+router = APIRouter(
+    prefix="/open311/v2", tags=["open311"], route_class=Open311Route, responses=GEOREPORT_ERRORS
+)
 
 
 def _chosen(fmt: str) -> Format:
@@ -214,27 +247,19 @@ def _attribute(attr: dict[str, Any], lang: str) -> dict[str, Any]:
 
 
 @router.post("/requests.{fmt}", status_code=201)
-async def post_request(
-    fmt: str, request: Request, state: State, session: DbSession, now: Now
-) -> Response:
+async def post_request(fmt: str, request: Request, state: State, now: Now) -> Response:
     """Create a service request (form-encoded, with ``api_key``)."""
     chosen = _chosen(fmt)
-    form = list((await request.form()).multi_items())
-    fields = [(k, v) for k, v in form if isinstance(v, str)]
-    return await run_in_threadpool(_create_request, chosen, fields, request, state, session, now)
-
-
-def _create_request(
-    fmt: Format,
-    form: list[tuple[str, str]],
-    request: Request,
-    state: State,
-    session: DbSession,
-    now: datetime,
-) -> Response:
+    form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
     values = dict(form)
     api_key = values.get("api_key", "").strip()
-    principal: Principal | None = authenticate(session, api_key) if api_key else None
+    # A cache miss reads the database: in the thread pool, never on the event loop (see
+    # fieldops.api.deps.get_principal).
+    principal: Principal | None = (
+        (state.cached_principal(api_key) or await run_in_threadpool(state.principal, api_key))
+        if api_key
+        else None
+    )
     if principal is None:
         raise errors.Forbidden(
             "api_key is missing or not valid" if api_key else "api_key is required to post"
@@ -243,16 +268,13 @@ def _create_request(
     code = values.get("service_code", "").strip()
     if not code:
         raise InvalidInput.for_field("service_code", "is required")
-    service = get_service_type(session, code)
+    context = state.intake_context()
+    service = context.services.get(code)
     if service is None:
         raise UnknownService.for_field("service_code", f"no service {code!r}")
     new = report_from_form(form, service)
-    context = state.intake_context(session)
 
-    def work() -> tuple[int, Any]:
-        outcome = submit_report(
-            session, new, context=context, actor=principal.actor, now=now, key_id=principal.key_id
-        )
+    def result(outcome: IntakeOutcome) -> tuple[int, Any]:
         body = [
             {
                 "service_request_id": str(outcome.report.id),
@@ -262,19 +284,38 @@ def _create_request(
         ]
         return 201, body
 
-    payload = sorted((k, v) for k, v in form if k != "api_key")
-    done = write_once(
-        session,
-        principal=principal,
-        key=request.headers.get("idempotency-key"),
-        fingerprint=fingerprint("POST", request.url.path, payload),
-        now=now,
-        work=work,
-    )
+    key = request.headers.get("idempotency-key")
+    if key is None:  # the common case: group-committed with other reports
+        submission = Submission(new, principal.actor, now, principal.key_id)
+        done = WriteResult(*result(await state.intake_queue.submit_async(submission)))
+    else:
+        payload = sorted((k, v) for k, v in form if k != "api_key")
+
+        def once() -> WriteResult:
+            with state.sessions() as session:
+                return write_once(
+                    session,
+                    principal=principal,
+                    key=key,
+                    fingerprint=fingerprint("POST", request.url.path, payload),
+                    now=now,
+                    work=lambda: result(
+                        submit_report(
+                            session,
+                            new,
+                            context=context,
+                            actor=principal.actor,
+                            now=now,
+                            key_id=principal.key_id,
+                        )
+                    ),
+                )
+
+        done = await run_in_threadpool(once)
     return Response(
-        render(fmt, "service_requests", done.body),
+        render(chosen, "service_requests", done.body),
         status_code=done.status_code,
-        media_type=fmt.media_type,
+        media_type=chosen.media_type,
     )
 
 
@@ -301,14 +342,15 @@ def _positive_int(name: str, text: str | None, default: int, maximum: int) -> in
 
 
 def _plain_digits(text: str) -> bool:
-    # str.isdigit() also accepts digits int() refuses, such as "²".
+    # str.isdigit() also accepts digits int() refuses, such as "²"; and int() refuses
+    # more than 4300 digits, so anything longer than any id or page is not one either.
     text = text.strip()
-    return text.isascii() and text.isdigit()
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _ids(text: str) -> tuple[int, ...]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not all(_plain_digits(p) for p in parts):
+    if not all(_plain_digits(p) and int(p) <= ROW_ID_MAX for p in parts):
         raise InvalidInput.for_field("service_request_id", "must be request ids, comma-separated")
     return tuple(int(p) for p in parts)
 
@@ -411,7 +453,7 @@ def _requests_document(
     fmt: str, state: AppState, session: ReadSession, rows: Any, extensions: bool
 ) -> Response:
     services_by_code = {s.code: s for s in list_service_types(session)}
-    names = state.intake_context(session).district_names
+    names = state.intake_context().district_names
     events = repo.events_of(session, [incident.id for _, incident in rows]) if extensions else {}
     zone = ZoneInfo(state.settings.timezone)
     body = [
@@ -440,7 +482,7 @@ def get_request(
     session: ReadSession,
 ) -> Response:
     """One request, still wrapped in the list envelope."""
-    if not _plain_digits(service_request_id):
+    if not _plain_digits(service_request_id) or int(service_request_id) > ROW_ID_MAX:
         raise NotFound(f"no request {service_request_id!r}")
     rows = repo.find_requests(session, repo.RequestQuery(ids=(int(service_request_id),)))
     if not rows:

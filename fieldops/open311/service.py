@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fieldops.catalog.models import ServiceType
 from fieldops.errors import FieldProblem, InvalidInput
 from fieldops.incidents.models import Channel, Incident, IncidentEvent, IncidentStatus, Report
+from fieldops.intake.context import ServiceRules
 from fieldops.intake.schemas import MAX_DESCRIPTION_CHARS, NewReport
 
 # Public output of a coarsened service: 3 decimals of a degree, about 110 m by 80 m here.
@@ -69,7 +70,7 @@ def form_attributes(form: Sequence[tuple[str, str]]) -> dict[str, str | list[str
 
 
 def check_attributes(
-    definitions: list[dict[str, Any]], given: dict[str, str | list[str]]
+    definitions: Sequence[dict[str, Any]], given: dict[str, str | list[str]]
 ) -> list[FieldProblem]:
     """Problems with the attributes a service defines; others are kept as sent."""
     problems: list[FieldProblem] = []
@@ -110,7 +111,7 @@ def check_attributes(
     return problems
 
 
-def report_from_form(form: Sequence[tuple[str, str]], service: ServiceType) -> NewReport:
+def report_from_form(form: Sequence[tuple[str, str]], service: ServiceRules) -> NewReport:
     """Read a POST requests form for ``service``; InvalidInput names every field at fault."""
     problems: list[FieldProblem] = []
     lat_text, lon_text = _one(form, "lat"), _one(form, "long")
