@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=default_database_url)
     environment: Literal["production", "development", "test"] = "development"
     layers_dir: Path = REPO_ROOT / "layers"
+    # Drill scenarios the API may start by name, and where drills write their output.
+    scenarios_dir: Path = REPO_ROOT / "scenarios"
+    data_dir: Path = Field(default_factory=lambda: user_data_path("fieldops"))
     # Where `npm ci` installed Leaflet and its plugins; served at /static/vendor.
     vendor_dir: Path = REPO_ROOT / "node_modules"
     host: str = "127.0.0.1"
@@ -52,6 +55,17 @@ class Settings(BaseSettings):
     webhook_secret: str = ""
     # Where the public reaches this server (Open311 discovery lists it).
     public_url: str = "http://127.0.0.1:8000"
+    # Public intake (every Open311 POST, report creation on /api/v1) is rate limited per key
+    # and per client address with token buckets: a burst, then a sustained rate per minute.
+    # Dispatcher, manager and admin keys are never limited. A citizen files a few reports a
+    # minute at most, but one address may be a library's Wi-Fi or a carrier's NAT: 20 at
+    # once, then 10 a minute. One key is usually a whole citizen app, thousands of phones:
+    # 120 at once, then 60 a minute, well above a big city's 311 volume even in a storm.
+    intake_rate_limit: bool = True
+    intake_key_burst: int = Field(default=120, ge=1)
+    intake_key_per_minute: float = Field(default=60.0, gt=0)
+    intake_address_burst: int = Field(default=20, ge=1)
+    intake_address_per_minute: float = Field(default=10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -13,6 +13,7 @@ from fieldops.crews.page import router as crew_page_router
 from fieldops.db.migrate import current_revision
 from fieldops.dispatch.api import router as dispatch_router
 from fieldops.districts.api import router as districts_router
+from fieldops.drills.api import router as drills_router
 from fieldops.emergencies.api import router as emergencies_router
 from fieldops.escalation.api import router as escalation_router
 from fieldops.incidents.api import router as incidents_router
@@ -51,6 +52,7 @@ def build_router() -> APIRouter:
         dispatch_router,
         escalation_router,
         emergencies_router,
+        drills_router,
         map_router,
     ):
         router.include_router(part)

@@ -9,6 +9,7 @@ from fieldops.auth.models import Role
 from fieldops.crews.repo import list_crews
 from fieldops.crews.schemas import CrewRead, FixesIn, FixesRead
 from fieldops.crews.service import Fix, record_positions
+from fieldops.db.base import RowId
 from fieldops.dispatch.service import crew_states
 from fieldops.errors import NotFound
 
@@ -43,7 +44,7 @@ def get_crews(session: ReadSession, state: State, _staff: Staff, now: Now) -> li
 
 @router.post("/crews/{crew_id}/positions", response_model=FixesRead)
 def post_positions(
-    crew_id: int, body: FixesIn, session: DbSession, principal: CurrentPrincipal, now: Now
+    crew_id: RowId, body: FixesIn, session: DbSession, principal: CurrentPrincipal, now: Now
 ) -> FixesRead:
     """One fix or a queued batch sent after a network gap, accepted whole. Fixes carry
     the device's own time: out-of-order or repeated fixes never move a crew back."""

@@ -14,6 +14,11 @@ def list_crews(session: Session) -> Sequence[Crew]:
     return session.scalars(sa.select(Crew).order_by(Crew.id)).all()
 
 
+def crew_rows(session: Session) -> Sequence[sa.Row[tuple[object, ...]]]:
+    """Every crew as a plain row (the columns of ``Crew`` by name), by id."""
+    return session.execute(sa.select(*Crew.__table__.columns).order_by(Crew.id)).all()
+
+
 def get_crew(session: Session, crew_id: int, *, lock: bool = False) -> Crew | None:
     statement = sa.select(Crew).where(Crew.id == crew_id)
     if lock:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from fieldops.api.deps import CrewMember, DbSession, Now, ReadSession, Staff, State
 from fieldops.auth.service import Principal
+from fieldops.db.base import RowId
 from fieldops.dispatch import repo, service
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.schemas import (
@@ -34,7 +35,7 @@ def assignment_read(a: Assignment) -> AssignmentRead:
 
 @router.get("/incidents/{incident_id}/recommendations", response_model=Recommendations)
 def get_recommendations(
-    incident_id: int,
+    incident_id: RowId,
     session: ReadSession,
     state: State,
     _staff: Staff,
@@ -59,7 +60,12 @@ def get_recommendations(
 
 @router.post("/incidents/{incident_id}/assign", response_model=AssignmentRead, status_code=201)
 def post_assign(
-    incident_id: int, body: AssignRequest, session: DbSession, state: State, staff: Staff, now: Now
+    incident_id: RowId,
+    body: AssignRequest,
+    session: DbSession,
+    state: State,
+    staff: Staff,
+    now: Now,
 ) -> AssignmentRead:
     """Send a crew (recommended or not); a crew already on the incident is relieved."""
     assignment = service.assign_crew(
@@ -115,7 +121,7 @@ def post_batch(
 
 @router.post("/crews/{crew_id}/plan", response_model=ShiftPlanRead)
 def post_plan(
-    crew_id: int, session: ReadSession, state: State, _staff: Staff, now: Now
+    crew_id: RowId, session: ReadSession, state: State, _staff: Staff, now: Now
 ) -> ShiftPlanRead:
     """Order the crew's queued jobs into a route for the rest of its shift."""
     plan = service.plan_shift(session, crew_id, now=now, travel=state.travel())
@@ -157,7 +163,7 @@ def get_my_assignments(
 
 @router.post("/crew/assignments/{assignment_id}/{action}", response_model=AssignmentRead)
 def post_crew_action(
-    assignment_id: int,
+    assignment_id: RowId,
     action: Literal["accept", "decline", "en_route", "on_scene", "done"],
     body: CrewAction,
     session: DbSession,

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fieldops.db.base import RowId
+
 
 class RecommendationRead(BaseModel):
     crew_id: int
@@ -25,7 +27,7 @@ class Recommendations(BaseModel):
 class AssignRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    crew_id: int
+    crew_id: RowId
 
 
 class AssignmentRead(BaseModel):
@@ -47,7 +49,7 @@ class AssignmentRead(BaseModel):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    district_ids: list[int] = Field(default_factory=list, description="only these districts")
+    district_ids: list[RowId] = Field(default_factory=list, description="only these districts")
     bbox: tuple[float, float, float, float] | None = Field(
         default=None, description="only inside [min_lon, min_lat, max_lon, max_lat]"
     )

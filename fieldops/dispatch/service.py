@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 
 from fieldops.catalog.repo import list_service_types
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.crews.repo import get_crew, list_crews
+from fieldops.crews.repo import crew_rows, get_crew
 from fieldops.dispatch import repo
 from fieldops.dispatch.batch import BatchIncident, BatchPlan, assign_greedy, assign_optimal
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.ranking import CrewState, Recommendation, rank_crews
 from fieldops.errors import Conflict, InvalidInput, NotFound
-from fieldops.escalation.service import plan_incident
+from fieldops.escalation.service import plan_incident, plan_incidents
 from fieldops.geo.routing import Travel
 from fieldops.incidents.models import Incident, IncidentStatus
 from fieldops.incidents.repo import get_incident, lock_incident
@@ -47,25 +47,52 @@ def is_stale(crew: Crew, *, now: datetime, stale_after: timedelta) -> bool:
     return crew.last_fix_at is None or now - crew.last_fix_at > stale_after
 
 
+def crew_state(crew: Crew, *, active_jobs: int, now: datetime, stale_after: timedelta) -> CrewState:
+    """What ranking needs of one crew that holds ``active_jobs`` active assignments."""
+    lon, lat = crew_position(crew)
+    return CrewState(
+        crew_id=crew.id,
+        name=crew.name,
+        skills=frozenset(crew.skills),
+        capacity=crew.capacity,
+        active_jobs=active_jobs,
+        home_district_id=crew.home_district_id,
+        on_duty=crew.status != CrewStatus.OFF_DUTY,
+        shift_starts_at=crew.shift_starts_at,
+        shift_ends_at=crew.shift_ends_at,
+        lon=lon,
+        lat=lat,
+        position_stale=is_stale(crew, now=now, stale_after=stale_after),
+    )
+
+
 def crew_states(session: Session, *, now: datetime, stale_after: timedelta) -> list[CrewState]:
+    """Every crew's state, by crew id. Read as plain rows, not as ORM objects: a batch
+    round reads every crew but changes only the few it assigns. (The flush makes the rows
+    show what crews in the session were changed to, as the objects would.)"""
+    session.flush()
     counts = repo.active_job_counts(session)
     states = []
-    for crew in list_crews(session):
-        lon, lat = crew_position(crew)
+    for row in crew_rows(session):
+        stale = row.last_fix_at is None or now - row.last_fix_at > stale_after
+        if row.last_lon is not None and row.last_lat is not None:
+            lon, lat = row.last_lon, row.last_lat
+        else:
+            lon, lat = row.depot_lon, row.depot_lat
         states.append(
             CrewState(
-                crew_id=crew.id,
-                name=crew.name,
-                skills=frozenset(crew.skills),
-                capacity=crew.capacity,
-                active_jobs=counts.get(crew.id, 0),
-                home_district_id=crew.home_district_id,
-                on_duty=crew.status != CrewStatus.OFF_DUTY,
-                shift_starts_at=crew.shift_starts_at,
-                shift_ends_at=crew.shift_ends_at,
+                crew_id=row.id,
+                name=row.name,
+                skills=frozenset(row.skills),
+                capacity=row.capacity,
+                active_jobs=counts.get(row.id, 0),
+                home_district_id=row.home_district_id,
+                on_duty=row.status != CrewStatus.OFF_DUTY,
+                shift_starts_at=row.shift_starts_at,
+                shift_ends_at=row.shift_ends_at,
                 lon=lon,
                 lat=lat,
-                position_stale=is_stale(crew, now=now, stale_after=stale_after),
+                position_stale=stale,
             )
         )
     return states
@@ -104,7 +131,7 @@ def refresh_crew_status(session: Session, crew: Crew) -> None:
     """A crew's status follows its most advanced active assignment."""
     if crew.status == CrewStatus.OFF_DUTY:
         return
-    steps = {a.status for a, _ in repo.crew_assignments(session, crew.id)}
+    steps = repo.active_assignment_statuses(session, crew.id)
     if AssignmentStatus.ON_SCENE in steps:
         crew.status = CrewStatus.ON_SCENE
     elif AssignmentStatus.EN_ROUTE in steps:
@@ -124,6 +151,9 @@ def _move_incident(
     now: datetime,
     note: str = "",
 ) -> None:
+    """Move the incident to ``status``; the caller re-plans it (``plan_incident``) once
+    every change of its use case is in, which is what a re-plan inside the move would
+    have come to."""
     if incident.status != status:
         update_incident(
             session,
@@ -131,6 +161,7 @@ def _move_incident(
             IncidentChange(status=status, note=note or None),
             actor=actor,
             now=now,
+            plan=False,
         )
 
 
@@ -145,9 +176,45 @@ def assign_crew(
     stale_after: timedelta,
     eta_s: float | None = None,
     travel_model: str | None = None,
+    skills_by_service: dict[str, frozenset[str]] | None = None,
 ) -> Assignment:
     """Send ``crew_id`` to the incident (recommended or not). A crew already on it is
-    relieved (its assignment becomes ``reassigned``). Skills and capacity are enforced."""
+    relieved (its assignment becomes ``reassigned``). Skills and capacity are enforced.
+    ``skills_by_service``: the catalogue's skills by service code, when the caller has it."""
+    assignment, planned = _assign(
+        session,
+        incident_id,
+        crew_id,
+        actor=actor,
+        now=now,
+        travel=travel,
+        stale_after=stale_after,
+        eta_s=eta_s,
+        travel_model=travel_model,
+        skills_by_service=skills_by_service,
+    )
+    if planned is not None:
+        # A new crew means a new acknowledge deadline, even when the status stays
+        # "assigned". (Planning flushes the crew's status too.)
+        plan_incident(session, planned, now=now)
+    return assignment
+
+
+def _assign(
+    session: Session,
+    incident_id: int,
+    crew_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    travel: TravelModel,
+    stale_after: timedelta,
+    eta_s: float | None,
+    travel_model: str | None,
+    skills_by_service: dict[str, frozenset[str]] | None,
+) -> tuple[Assignment, Incident | None]:
+    """``assign_crew`` but for planning, which the caller does (and which flushes): with
+    the incident to plan, None when the crew was on it already (no change to plan)."""
     incident = lock_incident(session, incident_id)
     if incident is None:
         raise NotFound(f"no incident with id {incident_id}")
@@ -156,13 +223,18 @@ def assign_crew(
     crew = get_crew(session, crew_id, lock=True)
     if crew is None:
         raise InvalidInput.for_field("crew_id", f"no crew with id {crew_id}")
-    state = next(
-        s for s in crew_states(session, now=now, stale_after=stale_after) if s.crew_id == crew_id
+    state = crew_state(
+        crew,
+        active_jobs=repo.active_job_count(session, crew_id),
+        now=now,
+        stale_after=stale_after,
     )
     current = repo.active_assignment(session, incident_id)
     if current is not None and current.crew_id == crew_id:
-        return current
-    why_not = state.can_take(_skills_by_service(session)[incident.service_code], now)
+        return current, None
+    if skills_by_service is None:
+        skills_by_service = _skills_by_service(session)
+    why_not = state.can_take(skills_by_service[incident.service_code], now)
     if why_not is not None:
         raise Conflict(f"crew {crew.name} cannot take incident {incident_id}: {why_not}")
     if eta_s is None or travel_model is None:
@@ -215,10 +287,7 @@ def assign_crew(
     )
     _move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
     refresh_crew_status(session, crew)
-    session.flush()
-    # A new crew means a new acknowledge deadline, even when the status stays "assigned".
-    plan_incident(session, incident, now=now)
-    return assignment
+    return assignment, incident
 
 
 def withdraw_crews(session: Session, incident: Incident, *, actor: str, now: datetime) -> None:
@@ -271,7 +340,7 @@ def batch_dispatch(
         repo.unassigned_open_incidents(session, district_ids=district_ids, bbox=bbox),
         key=lambda i: (i.opened_at, i.id),  # report order: what the greedy baseline follows
     )
-    crews = crew_states(session, now=now, stale_after=stale_after)
+    crews = crew_states(session, now=now, stale_after=stale_after) if incidents else []
     if not incidents or not crews:
         empty = BatchPlan([], [i.id for i in incidents], 0.0, 0.0)
         return BatchResult(empty, empty, [])
@@ -284,15 +353,12 @@ def batch_dispatch(
         [i.lat for i in incidents],
     )
     eta = np.vstack([r.seconds for r in rows])
-    models = {
-        (i.id, c.crew_id): str(rows[r].model[k])
-        for r, i in enumerate(incidents)
-        for k, c in enumerate(crews)
-    }
+    row_of = {i.id: r for r, i in enumerate(incidents)}
+    column_of = {c.crew_id: k for k, c in enumerate(crews)}
     optimal = assign_optimal(batch, crews, eta, now)
     greedy = assign_greedy(batch, crews, eta, now)
-    made = [
-        assign_crew(
+    done = [
+        _assign(
             session,
             a.incident_id,
             a.crew_id,
@@ -301,11 +367,15 @@ def batch_dispatch(
             travel=travel,
             stale_after=stale_after,
             eta_s=a.eta_s,
-            travel_model=models[(a.incident_id, a.crew_id)],
+            travel_model=str(rows[row_of[a.incident_id]].model[column_of[a.crew_id]]),
+            skills_by_service=skills,
         )
         for a in optimal.assignments
     ]
-    return BatchResult(optimal, greedy, made)
+    # Nothing in the round reads what planning writes: the incidents given a crew are
+    # planned at once (which flushes), as ``assign_crew`` plans each.
+    plan_incidents(session, [i for _, i in done if i is not None], now=now)
+    return BatchResult(optimal, greedy, [a for a, _ in done])
 
 
 # What a crew may do to its assignment, from which step, and where it leads.
@@ -354,9 +424,11 @@ def act_on_assignment(
     longer the crew's is a Conflict that says what changed."""
     if action not in CREW_ACTIONS:
         raise InvalidInput.for_field("action", f"must be one of {', '.join(CREW_ACTIONS)}")
-    assignment = repo.get_assignment(session, assignment_id, lock=True)
-    if assignment is None or assignment.crew_id != crew_id:
+    # The assignment and its incident locked, and the crew read, in one statement.
+    found = repo.lock_assignment_for_step(session, assignment_id)
+    if found is None or found[0].crew_id != crew_id:
         raise NotFound(f"no assignment {assignment_id} for this crew")
+    assignment, incident, crew = found
     allowed_from, step, incident_status = CREW_ACTIONS[action]
     if not assignment.is_active:
         raise Conflict(
@@ -377,8 +449,6 @@ def act_on_assignment(
         )
     if action == "decline" and not note.strip():
         raise InvalidInput.for_field("note", "a decline needs a reason")
-    incident = lock_incident(session, assignment.incident_id)
-    assert incident is not None
     assignment.status = step
     assignment.version += 1
     if action == "accept":
@@ -399,12 +469,9 @@ def act_on_assignment(
         data={"assignment_id": assignment.id, "crew_id": crew_id, "note": note},
     )
     _move_incident(session, incident, incident_status, actor=actor, now=now, note=note)
-    crew = get_crew(session, crew_id)
-    assert crew is not None
-    session.flush()
+    session.flush()  # the session does not autoflush: the new step must be in the table
     refresh_crew_status(session, crew)
-    session.flush()
-    plan_incident(session, incident, now=now)
+    plan_incident(session, incident, now=now)  # which flushes the crew's status too
     return assignment
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from fieldops.config import default_database_url
+from fieldops.drills.scenarios import load_checked
 from fieldops.errors import FieldOpsError, SourceErrors
 
 drill_app = typer.Typer(
@@ -33,30 +34,6 @@ def _fail(exc: FieldOpsError) -> typer.Exit:
     else:
         err.print(f"[red]Error:[/red] {escape(exc.detail)}", highlight=False)
     return typer.Exit(1)
-
-
-def load_checked(path: Path, layers_dir: Path) -> object:
-    """Read a scenario and check it against the city's services, districts and layers."""
-    import geopandas
-
-    from fieldops.catalog.spec import read_city
-    from fieldops.drills.spec import check_against_city, read_scenario
-    from fieldops.layers import read_catalog
-
-    scenario = read_scenario(path)
-    city = read_city(layers_dir / "city.toml")
-    entries = {e.name: e for e in read_catalog(layers_dir / "catalog.toml")}
-    frame = geopandas.read_file(entries[city.city.districts_layer].path, ignore_geometry=True)
-    districts = {str(c): 0 for c in frame[city.city.district_code_column]}
-    districts |= {str(n): 0 for n in frame[city.city.district_name_column]}
-    check_against_city(
-        scenario,
-        path,
-        services={s.code for s in city.services},
-        districts=districts,
-        layers=set(entries),
-    )
-    return scenario
 
 
 @drill_app.command("check")
@@ -86,14 +63,26 @@ def run(
         str | None,
         typer.Option(
             "--db",
-            help="Drill database URL (default: a SpatiaLite file in --out). "
-            "Must be an empty database of its own, never the live one.",
+            help="Drill database: sqlite:///NEW_FILE, or a scratch PostGIS database "
+            "(postgresql+psycopg://...) where the drill makes a schema of its own. Default: "
+            "the scenario's [database], else a SpatiaLite file in --out. Never the live one.",
+        ),
+    ] = None,
+    keep_db: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-db/--drop-db",
+            help="Keep or drop the drill database after the report (default: the "
+            "scenario's [database] keep, else a SpatiaLite file is kept, a PostGIS schema dropped)",
         ),
     ] = None,
     compare: Annotated[
         bool, typer.Option("--compare", help="Run twice: optimal vs greedy batch dispatch")
     ] = False,
     scale: Annotated[float, typer.Option(help="Multiply every arrival rate")] = 1.0,
+    crew_scale: Annotated[
+        float, typer.Option("--crew-scale", help="Multiply every crew group's count")
+    ] = 1.0,
     duration_h: Annotated[
         float | None, typer.Option("--duration-h", help="Stop after this many hours")
     ] = None,
@@ -101,78 +90,77 @@ def run(
     layers_dir: Annotated[Path, typer.Option("--layers-dir")] = Path("layers"),
 ) -> None:
     """Run a drill: fresh database, the real intake, dispatch and escalation on a simulated
-    clock, then report.json, timeline.csv and report.html in the output folder."""
-    from fieldops.clock import SystemClock
-    from fieldops.drills.report import write_report
-    from fieldops.drills.runner import Drill, DrillOptions, DrillResult, Strategy
-    from fieldops.drills.spec import Scenario
+    clock, then report.json, timeline.csv, tracks.csv and report.html in the output folder."""
+    import os
 
-    if scale <= 0:
-        raise typer.BadParameter("must be above 0", param_hint="--scale")
+    from fieldops.clock import SystemClock
+    from fieldops.drills.model import DrillOptions, Strategy
+    from fieldops.drills.play import play
+
+    for name, value in (("--scale", scale), ("--crew-scale", crew_scale)):
+        if value <= 0:
+            raise typer.BadParameter("must be above 0", param_hint=name)
     try:
         scenario = load_checked(scenario_file, layers_dir)
     except FieldOpsError as exc:
         raise _fail(exc) from None
-    assert isinstance(scenario, Scenario)
     folder = out_dir or Path("drills") / scenario_file.stem
-    folder.mkdir(parents=True, exist_ok=True)
     strategies: list[Strategy] = ["optimal", "greedy"] if compare else ["optimal"]
-    results: list[DrillResult] = []
-    started = time.perf_counter()
-    for strategy in strategies:
-        if db is not None and compare:
-            err.print("[red]--db with --compare: each run needs its own database[/red]")
-            raise typer.Exit(2)
-        path = folder / f"drill-{strategy}.db"
-        if db is None:
-            for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                stale.unlink(missing_ok=True)
-        url = db or f"sqlite:///{path.resolve()}"
-        drill = Drill(
-            scenario,
-            db_url=url,
-            layers_dir=layers_dir,
-            options=DrillOptions(seed=seed, scale=scale, duration_h=duration_h, strategy=strategy),
-        )
+    with Progress(
+        TextColumn(f"[bold]{escape(scenario.drill.name)}[/bold] {{task.description}}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% simulated"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=1.0)
+
+        def advance(strategy: str, done: float, task: TaskID = task) -> None:
+            progress.update(task, completed=done, description=f"({strategy})")
+
         try:
-            drill.setup()
-            with Progress(
-                TextColumn(f"[bold]{escape(scenario.drill.name)}[/bold] ({strategy})"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}% simulated"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("drill", total=1.0)
-
-                def advance(done: float, task: TaskID = task) -> None:
-                    progress.update(task, completed=done)
-
-                result = drill.run(on_step=advance)
+            played = play(
+                scenario,
+                folder=folder,
+                layers_dir=layers_dir,
+                options=DrillOptions(
+                    seed=seed, scale=scale, crew_scale=crew_scale, duration_h=duration_h
+                ),
+                strategies=strategies,
+                written_at=SystemClock().now,
+                db=db,
+                keep=keep_db,
+                live_url=os.environ.get("FIELDOPS_DATABASE_URL") or default_database_url(),
+                with_map=not no_map,
+                on_progress=advance,
+                db_field="--db",
+            )
         except FieldOpsError as exc:
             raise _fail(exc) from None
-        results.append(result)
-    wall_s = time.perf_counter() - started
-    reports = write_report(
-        folder,
-        results,
-        layers_dir=layers_dir,
-        wall_s=wall_s,
-        written_at=SystemClock().now(),
-        with_map=not no_map,
-    )
-    for report in reports:
+    for report in played.reports:
         c = report["counts"]
         d = report["response_times_s"]["report_to_dispatch"]["all"]
+        nfpa = report["nfpa_1225"]
         out.print(
             f"[bold]{report['scenario']['strategy']}[/bold]: {c['reports_submitted']} reports, "
             f"{c['duplicates_merged']} merged, {c['incidents']} incidents, {c['resolved']} "
-            f"resolved; dispatch P90 {d['p90']} s; escalations {report['escalations']['total']}"
+            f"resolved; dispatch P90 {d['p90']} s (priority 1: {nfpa['p90']} s, NFPA 1225 "
+            f"60 s); escalations {report['escalations']['total']}"
         )
+        if report["replay"]["rows_read"]:
+            r = report["replay"]
+            out.print(
+                f"  replay: {r['rows_read']} rows read, {r['replayed']} replayed, "
+                f"{r['skipped_no_coordinates']} without coordinates skipped, "
+                f"{r['skipped_other']} other skipped, {r['outside_window']} outside the window"
+            )
         for name, t in report["targets"].items():
             colour = "green" if t["met"] else "red"
             out.print(f"  [{colour}]{name}: {t['actual']} (target {t['target']})[/{colour}]")
+    state = "kept" if played.kept else "dropped"
+    out.print(f"Database {state}: {'; '.join(played.databases)}")
     out.print(
-        f"Report in {folder}/ (report.html, report.json, timeline.csv); wall time {wall_s:.1f} s."
+        f"Report in {folder}/ (report.html, report.json, timeline.csv, tracks.csv); "
+        f"wall time {played.wall_s:.1f} s."
     )

@@ -1,5 +1,5 @@
-"""What a drill reads back and the greedy baseline: the incident timeline and a greedy
-batch round through the same assign_crew."""
+"""What a drill reads back and the greedy baseline: the incident timeline, the crews' tracks
+and a greedy batch round through the same assign_crew."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from fieldops.crews.models import Crew, CrewPosition
 from fieldops.dispatch import repo as dispatch_repo
 from fieldops.dispatch.batch import BatchIncident, assign_greedy
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.service import TravelModel, assign_crew, crew_states
+from fieldops.districts.models import District
 from fieldops.incidents.models import Incident, Report
 
 
@@ -131,4 +133,25 @@ def incident_timeline(session: Session) -> pd.DataFrame:
         ).all()
     )
     table["report_count"] = table["incident_id"].map(reports).fillna(0).astype(int)
+    rows = session.execute(sa.select(District.id, District.code, District.name)).all()
+    names = {i: (c, n) for i, c, n in rows}
+    table["district"] = table["district_id"].map(lambda i: names.get(i, ("?", "?"))[0])
+    table["district_name"] = table["district_id"].map(lambda i: names.get(i, ("?", "?"))[1])
+    return table
+
+
+def crew_tracks(session: Session, crew_ids: list[int]) -> pd.DataFrame:
+    """Every position fix of the drill's crews, by crew then time."""
+    rows = session.execute(
+        sa.select(
+            CrewPosition.crew_id, Crew.name, CrewPosition.lon, CrewPosition.lat, CrewPosition.fix_at
+        )
+        .join(Crew, Crew.id == CrewPosition.crew_id)
+        .where(CrewPosition.crew_id.in_(crew_ids))
+        .order_by(CrewPosition.crew_id, CrewPosition.fix_at)
+    ).all()
+    table = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["crew_id", "crew", "lon", "lat", "fix_at"]
+    )
+    table["fix_at"] = pd.to_datetime(table["fix_at"], utc=True)
     return table

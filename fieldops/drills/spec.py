@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,6 +180,56 @@ class Inject(BaseModel):
         return self
 
 
+class Replay(BaseModel):
+    """Arrivals taken from a real Montréal 311 export, time-compressed into the drill."""
+
+    model_config = Strict
+
+    layer: str | None = Field(default=None, description="a CSV layer of catalog.toml")
+    file: str | None = Field(default=None, description="relative to the scenario's folder")
+    since: datetime | date = Field(description="start of the window; naive: the city's time")
+    until: datetime | date
+    speedup: float | None = Field(
+        default=None, gt=0, le=1e6, description="real hours per drill hour (default: fit)"
+    )
+    services: list[str] = Field(default_factory=list, description="only these services")
+    jitter_m: float = Field(default=0.0, ge=0, le=2000, description="copies (scale > 1) move")
+
+    @model_validator(mode="after")
+    def _window(self) -> Replay:
+        if (self.layer is None) == (self.file is None):
+            raise ValueError("give exactly one of layer or file")
+        since, until = as_datetime(self.since), as_datetime(self.until)
+        if (since.tzinfo is None) != (until.tzinfo is None):
+            raise ValueError("since and until must both carry a UTC offset or both be local")
+        if until <= since:
+            raise ValueError("until must come after since")
+        return self
+
+
+def as_datetime(value: datetime | date) -> datetime:
+    """A TOML local date is its midnight."""
+    return value if isinstance(value, datetime) else datetime.combine(value, time())
+
+
+class Database(BaseModel):
+    """Where the drill runs: a database of its own, never the live one."""
+
+    model_config = Strict
+
+    url: str | None = Field(default=None, description="sqlite:///PATH or postgresql+psycopg://")
+    keep: bool | None = Field(default=None, description="keep it after the report")
+
+    @field_validator("url")
+    @classmethod
+    def _backend(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+        ):
+            raise ValueError("must be sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB")
+        return value
+
+
 class Targets(BaseModel):
     model_config = Strict
 
@@ -193,9 +243,17 @@ class Scenario(BaseModel):
     drill: DrillInfo
     crews: CrewsSection
     behaviour: Behaviour = Behaviour()
-    arrivals: list[Arrivals] = Field(min_length=1)
+    arrivals: list[Arrivals] = Field(default_factory=list)
+    replay: list[Replay] = Field(default_factory=list)
     inject: list[Inject] = Field(default_factory=list)
     targets: Targets = Targets()
+    database: Database = Database()
+
+    @model_validator(mode="after")
+    def _some_arrivals(self) -> Scenario:
+        if not self.arrivals and not self.replay:
+            raise ValueError("give at least one [[arrivals]] or [[replay]] table")
+        return self
 
     @property
     def start_at(self) -> datetime:
@@ -223,7 +281,7 @@ def _where(source: TomlSource, loc: tuple[Any, ...]) -> str:
     if not loc:
         return "file"
     top = str(loc[0])
-    if top in {"arrivals", "inject"} and len(loc) > 1 and isinstance(loc[1], int):
+    if top in {"arrivals", "inject", "replay"} and len(loc) > 1 and isinstance(loc[1], int):
         lines = source.array_table_lines(top)
         header = lines[loc[1]] if loc[1] < len(lines) else None
         key = str(loc[2]) if len(loc) > 2 else None
@@ -247,7 +305,7 @@ def read_scenario(path: Path) -> Scenario:
     """Read and validate a scenario; every problem is raised at once with file and line."""
     source = read_toml(path)
     try:
-        return Scenario.model_validate(source.data)
+        scenario = Scenario.model_validate(source.data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -256,6 +314,12 @@ def read_scenario(path: Path) -> Scenario:
             message = str(err["msg"]).removeprefix("Value error, ")
             problems.append(SourceProblem(str(path), _where(source, loc), f"{field}: {message}"))
         raise SourceErrors(problems) from None
+    # A replayed file is named relative to the scenario, wherever the drill is run from.
+    replay = [
+        r.model_copy(update={"file": str((path.parent / r.file).resolve())}) if r.file else r
+        for r in scenario.replay
+    ]
+    return scenario.model_copy(update={"replay": replay})
 
 
 def check_against_city(
@@ -278,6 +342,14 @@ def check_against_city(
         for code in group.districts:
             if code not in districts:
                 add(("crews", "group", n, "districts"), f"no district {code!r}")
+    for n, replay in enumerate(scenario.replay):
+        if replay.layer and replay.layer not in layers:
+            add(("replay", n, "layer"), f"no layer {replay.layer!r} in catalog.toml")
+        if replay.file and not Path(replay.file).is_file():
+            add(("replay", n, "file"), f"no file {replay.file}")
+        for code in replay.services:
+            if code not in services:
+                add(("replay", n, "services"), f"no service {code!r} in city.toml")
     for n, arrivals in enumerate(scenario.arrivals):
         if arrivals.service not in services:
             add(("arrivals", n, "service"), f"no service {arrivals.service!r} in city.toml")

@@ -38,6 +38,7 @@ class Arrival:
     lat: float
     priority: int | None
     duplicate: bool  # placed next to an earlier report of the same stream on purpose
+    origin: str = ""  # a replayed row: its source reference, file and line
 
 
 def arrival_offsets_s(
@@ -59,7 +60,7 @@ def arrival_offsets_s(
     return np.sort(np.concatenate(out)) if out else np.empty(0)
 
 
-def _offset(
+def jitter(
     lon: NDArray[np.float64], lat: NDArray[np.float64], radius_m: float, rng: np.random.Generator
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Points moved a uniform distance up to ``radius_m`` in a random direction."""
@@ -86,7 +87,7 @@ def sample_points(
             raise ValueError("no point of the area lies in a served district")
         chosen = pts[rng.integers(0, len(pts), size=n)]
         if area.jitter_m > 0:
-            lon, lat = _offset(chosen[:, 0], chosen[:, 1], area.jitter_m, rng)
+            lon, lat = jitter(chosen[:, 0], chosen[:, 1], area.jitter_m, rng)
             chosen = np.column_stack([lon, lat])
         return chosen
     assert area.shape is not None
@@ -131,7 +132,7 @@ def generate_arrivals(
         back = rng.integers(1, 6, size=n)
         for i in np.flatnonzero(dup):
             j = max(int(i) - int(back[i]), 0)
-            lon, lat = _offset(pts[j : j + 1, 0], pts[j : j + 1, 1], stream.duplicate_radius_m, rng)
+            lon, lat = jitter(pts[j : j + 1, 0], pts[j : j + 1, 1], stream.duplicate_radius_m, rng)
             if bool(served(lon, lat)[0]):
                 pts[i] = (lon[0], lat[0])
             else:

@@ -765,3 +765,140 @@ def test_dispatch_routes_are_for_staff(
 
     for response in calls:
         assert f"role {role} may not do this" in problem(response, 403)["detail"]
+
+
+# --- the fast paths of batch dispatch --------------------------------------------------------
+
+
+def _steps(session: Session, incident_id: int) -> list[tuple[Any, ...]]:
+    from fieldops.escalation.models import EscalationStep
+
+    return [
+        (s.key, s.status, s.due_at, s.deadline_at, s.reason)
+        for s in session.scalars(
+            sa.select(EscalationStep)
+            .where(EscalationStep.incident_id == incident_id)
+            .order_by(EscalationStep.id)
+        )
+    ]
+
+
+def test_batch_plans_every_incident_it_assigns_as_assigning_one_by_one_would(
+    app_client: TestClient,
+    dispatcher: Headers,
+    open_incident: Callable[..., int],
+    sessions: sessionmaker[Session],
+    clock: ManualClock,
+) -> None:
+    """The round plans its incidents at once: planning each again afterwards (what
+    ``assign_crew`` does per incident) finds nothing left to change."""
+    from fieldops.escalation.service import plan_incident
+    from fieldops.incidents.models import Incident
+
+    made = [
+        open_incident("flooding", PIERREFONDS),
+        open_incident("fallen_tree", PLATEAU),
+        open_incident("rats", PLATEAU_NORTH_EAST),
+        open_incident("pothole", OUTREMONT),
+    ]
+    clock.advance(timedelta(minutes=3))
+    body = ok(app_client.post("/api/v1/dispatch/batch", json={}, headers=dispatcher))
+    assert sorted(a["incident_id"] for a in body["assignments"]) == sorted(made)
+    acknowledge = met = 0
+    with sessions() as session:
+        for incident_id in made:
+            before = _steps(session, incident_id)
+            # Dispatch steps met (cancelled); the new crews' acknowledge steps planned,
+            # where the rules have them.
+            met += sum(k.startswith("dispatch") and s == "cancelled" for k, s, *_ in before)
+            acknowledge += sum(k.startswith("acknowledge:a") for k, *_ in before)
+            incident = session.get(Incident, incident_id)
+            assert incident is not None
+            deadlines = (incident.dispatch_due_at, incident.acknowledge_due_at)
+            plan_incident(session, incident, now=clock.now())
+            assert _steps(session, incident_id) == before
+            assert (incident.dispatch_due_at, incident.acknowledge_due_at) == deadlines
+        session.rollback()
+    assert acknowledge >= 2 and met >= 2
+
+
+def test_batch_reads_the_crews_once_and_a_bounded_number_of_statements_per_assignment(
+    app_client: TestClient,
+    open_incident: Callable[..., int],
+    sessions: sessionmaker[Session],
+    clock: ManualClock,
+) -> None:
+    """A round reads every crew once (not once per assignment) and costs a fixed number
+    of statements per assignment, whatever the size of the roster."""
+    from fieldops.dispatch.service import batch_dispatch
+    from fieldops.geo.routing import StraightLineOnly
+
+    for where in (PLATEAU, PLATEAU_NORTH_EAST, PLATEAU_WEST, OUTREMONT, VILLE_MARIE):
+        open_incident("rats", where)
+    open_incident("pothole", OUTREMONT)
+    statements: list[str] = []
+
+    def seen(_c: Any, _cu: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    with sessions() as session:
+        engine = session.get_bind()
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            result = batch_dispatch(
+                session,
+                actor="test",
+                now=clock.now(),
+                travel=StraightLineOnly(),
+                stale_after=timedelta(minutes=5),
+            )
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+        session.rollback()
+    assigned = len(result.assignments)
+    assert assigned == 6
+    every_crew = [
+        s for s in statements if s.startswith("select crews.id, crews.name") and " where " not in s
+    ]
+    assert len(every_crew) == 1, every_crew
+    # 77 statements for these 6: about 11 per assignment (locks, the crew's load, the
+    # incident's crew, the rows written, the crew's status) and a handful per round
+    # (incidents, crews, catalogue; planning: policy, assignments, steps). Reading the
+    # roster or planning once per assignment would break this bound.
+    assert len(statements) <= 12 * assigned + 10, statements
+
+
+def test_the_policy_in_force_is_looked_up_once_per_transaction_and_never_stale(
+    engine: sa.Engine, session: Session, clock: ManualClock
+) -> None:
+    """Every crew step and assignment plans with the policy in force: it is looked up once
+    per transaction, a policy loaded in the transaction applies at once, and one rolled
+    back with it is gone in the next."""
+    from fieldops.escalation.policy import Policy, Rule
+    from fieldops.escalation.service import load_policy, policy_in_force
+
+    statements: list[str] = []
+
+    def seen(_c: Any, _cu: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    city = policy_in_force(session)
+    assert city is not None
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert policy_in_force(session) is city
+        assert statements == []
+        drill_rule = Rule(
+            name="drill",
+            services=["rats"],
+            dispatch_s=60,
+            acknowledge_s=60,
+            arrive_s=60,
+            resolve_s=600,
+        )
+        load_policy(session, Policy((drill_rule,)), source="test", now=clock.now())
+        assert policy_in_force(session) == Policy((drill_rule,))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    session.rollback()
+    assert policy_in_force(session) == city
