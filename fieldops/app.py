@@ -11,6 +11,8 @@ from fieldops import __version__
 from fieldops.api.deps import AppState
 from fieldops.api.errors import install_error_handlers
 from fieldops.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from fieldops.api.ratelimit import IntakeRateLimitMiddleware
+from fieldops.api.responses import PROBLEM_RESPONSES
 from fieldops.api.router import build_router
 from fieldops.clock import Clock, SystemClock
 from fieldops.config import Settings
@@ -46,10 +48,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         description="Intake, dispatch and escalation for a city's field operations.",
         lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
     )
     app.state.fieldops = state
     install_error_handlers(app)
     app.include_router(build_router())
+    # Innermost of the three: it reads an Open311 form's key after the size check.
+    app.add_middleware(IntakeRateLimitMiddleware, state=state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
