@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fieldops import errors
@@ -44,6 +46,51 @@ def problem(
     if problems:
         body["errors"] = [{"field": p.field, "reason": p.reason} for p in problems]
     return ProblemBody(body, status_code=status, headers=headers)
+
+
+# Storage that cannot take a write: SQLite's "database or disk is full" (ENOSPC) and "disk
+# I/O error" (what a disk quota or file size limit gives: EDQUOT, EFBIG), and PostgreSQL's
+# disk_full.
+SQLITE_STORAGE_ERRORS = frozenset({10, 13})  # SQLITE_IOERR, SQLITE_FULL
+DISK_FULL_SQLSTATE = "53100"
+
+
+@dataclass(frozen=True)
+class StorageFailure:
+    status: int
+    title: str
+    detail: str
+    retry_after_s: int
+
+
+def storage_failure(exc: OperationalError, request_id: str) -> StorageFailure:
+    """What to answer when the database cannot take a request: 507 when its storage cannot
+    take writes, else 503 (restarting, unreachable, locked). Either way the transaction was
+    rolled back, or, when a commit was cut off on the wire, stored once: a retry with the
+    same Idempotency-Key is safe, so the answer says when to retry instead of a 500."""
+    orig = exc.orig
+    full = (
+        getattr(orig, "sqlite_errorcode", None) in SQLITE_STORAGE_ERRORS
+        or getattr(orig, "sqlstate", None) == DISK_FULL_SQLSTATE
+    )
+    log.warning(
+        "database could not take request %s: %s", request_id, str(orig).strip().splitlines()[0]
+    )
+    if full:
+        return StorageFailure(
+            507,
+            "Insufficient storage",
+            "the database's storage cannot take this write (full, over its quota or failing); "
+            "nothing was stored: retry it later with the same Idempotency-Key",
+            60,
+        )
+    return StorageFailure(
+        503,
+        "Database unavailable",
+        "the database could not take this request just now (restarting, unreachable or "
+        "busy); retry it after Retry-After seconds with the same Idempotency-Key",
+        2,
+    )
 
 
 def status_for(exc: errors.FieldOpsError) -> int:
@@ -92,6 +139,16 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "HTTP error"
         )
         return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> ProblemBody:
+        failed = storage_failure(exc, request.scope.get("fieldops.request_id", "-"))
+        return problem(
+            failed.status,
+            failed.title,
+            failed.detail,
+            headers={"Retry-After": str(failed.retry_after_s)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> ProblemBody:

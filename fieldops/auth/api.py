@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from fieldops.api.deps import Admin, DbSession, Now, ReadSession, State
 from fieldops.auth.models import ApiKey, Role
 from fieldops.auth.service import create_key, list_keys, revoke_key
+from fieldops.db.base import RowId
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Role
-    crew_id: int | None = Field(default=None, description="required for (and only for) a crew key")
+    crew_id: RowId | None = Field(
+        default=None, description="required for (and only for) a crew key"
+    )
 
 
 class KeyRead(BaseModel):
@@ -52,7 +55,9 @@ def post_key(body: KeyCreate, session: DbSession, _admin: Admin, now: Now) -> Ke
 
 
 @router.post("/{key_id}/revoke", response_model=KeyRead)
-def post_revoke(key_id: int, session: DbSession, state: State, _admin: Admin, now: Now) -> KeyRead:
+def post_revoke(
+    key_id: RowId, session: DbSession, state: State, _admin: Admin, now: Now
+) -> KeyRead:
     """Revoke a key: at once in this process, within seconds in every other one."""
     key = revoke_key(session, key_id=key_id, now=now)
     result = _read(key)

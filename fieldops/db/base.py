@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from annotated_types import Interval
 from geoalchemy2 import Geometry
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -19,6 +20,13 @@ NAMING_CONVENTION = {
 }
 
 SRID = 4326
+
+ROW_ID_MAX = 2**31 - 1
+"""The largest id a row can have: ids are INTEGER columns, 32 bits on PostGIS."""
+
+RowId = Annotated[int, Interval(ge=1, le=ROW_ID_MAX)]
+"""An id sent from outside (path, query, body). A larger number names no row, and the
+database refuses to compare a column with it, so the edge refuses it naming the field."""
 
 
 class Base(DeclarativeBase):

@@ -15,6 +15,7 @@ from fieldops.api.idempotent import answer, write_once
 from fieldops.api.responses import GeoJSONBody
 from fieldops.auth.models import Role
 from fieldops.auth.service import Principal
+from fieldops.db.base import RowId
 from fieldops.emergencies import repo, service
 from fieldops.emergencies.models import Emergency
 from fieldops.emergencies.schemas import (
@@ -105,7 +106,9 @@ def post_emergency(
 
 
 @router.post("/emergencies/{emergency_id}/end", response_model=EmergencyDetail)
-def post_end(emergency_id: int, session: DbSession, manager: Manager, now: Now) -> EmergencyDetail:
+def post_end(
+    emergency_id: RowId, session: DbSession, manager: Manager, now: Now
+) -> EmergencyDetail:
     """End the emergency: new incidents follow the normal rules again; its incidents keep
     their link to it (the record). Ending an ended emergency is 409."""
     emergency = service.end_emergency(session, emergency_id, actor=manager.actor, now=now)
@@ -155,7 +158,7 @@ def get_emergencies_geojson(
 
 @router.get("/emergencies/{emergency_id}", response_model=EmergencyDetail)
 def get_emergency(
-    emergency_id: int, session: ReadSession, _staff: Staff, now: Now
+    emergency_id: RowId, session: ReadSession, _staff: Staff, now: Now
 ) -> EmergencyDetail:
     emergency = repo.get_emergency(session, emergency_id)
     if emergency is None:

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from fieldops.db.base import RowId
+
 DEFAULT_NOTICE_EN = (
     "An emergency is under way in this area. Crews are busy with it, so this request "
     "will take longer than usual. Thank you for your patience."
@@ -31,7 +33,7 @@ class EmergencyCreate(BaseModel):
         default=None,
         description="a GeoJSON Polygon or MultiPolygon in EPSG:4326 (give this or district_ids)",
     )
-    district_ids: list[int] | None = Field(
+    district_ids: list[RowId] | None = Field(
         default=None, description="the area as whole districts (give this or area)"
     )
     service_codes: list[Text] = Field(

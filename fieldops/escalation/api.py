@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff
+from fieldops.db.base import RowId
 from fieldops.errors import InvalidInput, NotFound
 from fieldops.escalation import repo, service
 from fieldops.incidents.repo import get_incident, lock_incident
@@ -46,7 +47,7 @@ class SnoozeRequest(BaseModel):
 
 
 @router.get("/incidents/{incident_id}/escalations", response_model=EscalationTrace)
-def get_escalations(incident_id: int, session: ReadSession, _staff: Staff) -> EscalationTrace:
+def get_escalations(incident_id: RowId, session: ReadSession, _staff: Staff) -> EscalationTrace:
     """Every planned, fired, cancelled and skipped step with its deadline and reason."""
     incident = get_incident(session, incident_id)
     if incident is None:
@@ -67,7 +68,7 @@ def get_escalations(incident_id: int, session: ReadSession, _staff: Staff) -> Es
 
 @router.post("/incidents/{incident_id}/snooze", response_model=EscalationTrace)
 def post_snooze(
-    incident_id: int, body: SnoozeRequest, session: DbSession, staff: Staff, now: Now
+    incident_id: RowId, body: SnoozeRequest, session: DbSession, staff: Staff, now: Now
 ) -> EscalationTrace:
     """Hold the incident's escalation steps for a while (they are moved, not dropped)."""
     incident = lock_incident(session, incident_id)

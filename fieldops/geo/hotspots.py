@@ -104,6 +104,12 @@ def _check_incidents(incidents: GeoDataFrame, *, columns: tuple[str, ...]) -> No
         bad = (shapely.get_type_id(geoms) != 0) | shapely.is_empty(geoms)
         if bad.any():
             problems.append(f"{int(bad.sum())} geometries are not non-empty points")
+        else:
+            xy = shapely.get_coordinates(geoms)
+            # NaN fails both comparisons, so it counts as outside too.
+            outside = ~((np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90))
+            if outside.any():
+                problems.append(f"{int(outside.sum())} points are not lon/lat in degrees")
     if "report_count" in incidents.columns and len(incidents):
         counts = incidents["report_count"].to_numpy()
         if not np.issubdtype(counts.dtype, np.integer) or (counts < 1).any():

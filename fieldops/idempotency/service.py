@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,11 @@ class StoredResponse:
 
 def fingerprint(method: str, path: str, payload: Any) -> str:
     """What makes two requests "the same request": method, path and the parsed body."""
-    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)
+    try:
+        canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:
+        # JSON allows integers past 64 bits, which orjson refuses: the stdlib takes them.
+        canonical = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from fieldops.api.deps import Now, ReadSession, Staff, State
 from fieldops.api.errors import problem
+from fieldops.db.base import ROW_ID_MAX
 from fieldops.errors import InvalidInput, NotFound
 from fieldops.geo.hotspots import HotspotOptions
 from fieldops.incidents.models import OPEN_STATUSES, IncidentStatus
@@ -145,8 +146,8 @@ def _ints(name: str, value: str | None) -> list[int]:
         numbers = [int(v) for v in _csv(value)]
     except ValueError:
         raise InvalidInput.for_field(name, "must be whole numbers, comma-separated") from None
-    if any(n < 0 for n in numbers):
-        raise InvalidInput.for_field(name, "must not be negative")
+    if any(not 0 <= n <= ROW_ID_MAX for n in numbers):
+        raise InvalidInput.for_field(name, f"must be from 0 to {ROW_ID_MAX}")
     return numbers
 
 
@@ -202,7 +203,11 @@ def get_feed(
     _principal: Staff,
     after: Annotated[
         int | None,
-        Query(ge=0, description="the cursor of the previous answer; omit for the current state"),
+        Query(
+            ge=0,
+            le=ROW_ID_MAX,
+            description="the cursor of the previous answer; omit for the current state",
+        ),
     ] = None,
     gaps: Annotated[
         str | None, Query(description="event ids a previous answer listed as missing")
@@ -258,7 +263,7 @@ def get_hotspots(
     radius_m: Annotated[float, Query(gt=0, le=5000, description="neighbourhood radius")] = 200,
     min_reports: Annotated[int, Query(ge=1, le=100_000, description="reports for a core")] = 5,
     window_h: Annotated[
-        float | None, Query(gt=0, le=24 * 366, description="also close in time (hours)")
+        float | None, Query(ge=0.001, le=24 * 366, description="also close in time (hours)")
     ] = None,
     density_ratio: Annotated[
         float, Query(gt=0, le=1000, description="times the city-wide average density")
