@@ -739,7 +739,7 @@ def plan_instance(city: City, n_crews: int, n_jobs: int, seed: int) -> PlanInsta
     8-hour shift left; ``n_jobs`` queued non-urgent jobs across the island with the service
     mix, service times as plan_shift gives them, and plan_shift's VROOM priorities. The
     matrix is built as plan_shift builds it: road on the graphs, straight line elsewhere."""
-    from fieldops.dispatch.service import DEFAULT_SERVICE_TIME_S, SERVICE_TIME_S
+    from fieldops.dispatch.shifts import DEFAULT_SERVICE_TIME_S, SERVICE_TIME_S
 
     rng = np.random.default_rng(seed)
     demo = [city.crews[i] for i in rng.choice(len(city.crews), size=n_crews, replace=False)]

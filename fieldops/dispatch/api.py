@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fieldops.api.deps import CrewMember, DbSession, Now, ReadSession, Staff, State
 from fieldops.auth.service import Principal
 from fieldops.db.base import RowId
-from fieldops.dispatch import repo, service
+from fieldops.dispatch import crew_steps, repo, service, shifts
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.schemas import (
     AssignmentRead,
@@ -124,7 +124,7 @@ def post_plan(
     crew_id: RowId, session: ReadSession, state: State, _staff: Staff, now: Now
 ) -> ShiftPlanRead:
     """Order the crew's queued jobs into a route for the rest of its shift."""
-    plan = service.plan_shift(session, crew_id, now=now, travel=state.travel())
+    plan = shifts.plan_shift(session, crew_id, now=now, travel=state.travel())
     return ShiftPlanRead(
         crew_id=plan.crew_id,
         stops=[ShiftStopRead.model_validate(s, from_attributes=True) for s in plan.stops],
@@ -173,7 +173,7 @@ def post_crew_action(
     """Accept, decline (with a reason), or report en route, on scene and done (with a
     closing note). Send the ``version`` you last saw: if the assignment changed meanwhile
     (cancelled, reassigned) the answer is 409 with what changed, never a silent overwrite."""
-    assignment = service.act_on_assignment(
+    assignment = crew_steps.act_on_assignment(
         session,
         assignment_id,
         crew_id=_own_crew(crew),

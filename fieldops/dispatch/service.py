@@ -1,4 +1,5 @@
-"""Dispatch use cases: recommend, assign, batch-assign, and the crew's own actions."""
+"""Dispatch use cases: recommend, assign, batch-assign and withdraw (the crew's own steps are
+in ``crew_steps``, its shift route in ``shifts``)."""
 
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def refresh_crew_status(session: Session, crew: Crew) -> None:
         crew.status = CrewStatus.AVAILABLE
 
 
-def _move_incident(
+def move_incident(
     session: Session,
     incident: Incident,
     status: IncidentStatus,
@@ -285,7 +286,7 @@ def _assign(
             "travel_model": travel_model,
         },
     )
-    _move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
+    move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
     refresh_crew_status(session, crew)
     return assignment, incident
 
@@ -376,176 +377,3 @@ def batch_dispatch(
     # planned at once (which flushes), as ``assign_crew`` plans each.
     plan_incidents(session, [i for _, i in done if i is not None], now=now)
     return BatchResult(optimal, greedy, [a for a, _ in done])
-
-
-# What a crew may do to its assignment, from which step, and where it leads.
-CREW_ACTIONS: dict[str, tuple[frozenset[AssignmentStatus], AssignmentStatus, IncidentStatus]] = {
-    "accept": (
-        frozenset({AssignmentStatus.PENDING}),
-        AssignmentStatus.ACCEPTED,
-        IncidentStatus.ACKNOWLEDGED,
-    ),
-    "en_route": (
-        frozenset({AssignmentStatus.PENDING, AssignmentStatus.ACCEPTED}),
-        AssignmentStatus.EN_ROUTE,
-        IncidentStatus.EN_ROUTE,
-    ),
-    "on_scene": (
-        frozenset({AssignmentStatus.ACCEPTED, AssignmentStatus.EN_ROUTE}),
-        AssignmentStatus.ON_SCENE,
-        IncidentStatus.ON_SCENE,
-    ),
-    "done": (
-        frozenset({AssignmentStatus.ON_SCENE}),
-        AssignmentStatus.DONE,
-        IncidentStatus.RESOLVED,
-    ),
-    "decline": (
-        frozenset({AssignmentStatus.PENDING, AssignmentStatus.ACCEPTED}),
-        AssignmentStatus.DECLINED,
-        IncidentStatus.OPEN,
-    ),
-}
-
-
-def act_on_assignment(
-    session: Session,
-    assignment_id: int,
-    *,
-    crew_id: int,
-    action: str,
-    version: int | None,
-    note: str,
-    actor: str,
-    now: datetime,
-) -> Assignment:
-    """A crew's step on its own assignment. Another crew's assignment is NotFound; an
-    action sent against an assignment that changed since (``version``) or that is no
-    longer the crew's is a Conflict that says what changed."""
-    if action not in CREW_ACTIONS:
-        raise InvalidInput.for_field("action", f"must be one of {', '.join(CREW_ACTIONS)}")
-    # The assignment and its incident locked, and the crew read, in one statement.
-    found = repo.lock_assignment_for_step(session, assignment_id)
-    if found is None or found[0].crew_id != crew_id:
-        raise NotFound(f"no assignment {assignment_id} for this crew")
-    assignment, incident, crew = found
-    allowed_from, step, incident_status = CREW_ACTIONS[action]
-    if not assignment.is_active:
-        raise Conflict(
-            f"assignment {assignment_id} is {assignment.status} since "
-            f"{assignment.finished_at:%Y-%m-%d %H:%M:%S}Z; your {action!r} was not applied"
-            if assignment.finished_at
-            else f"assignment {assignment_id} is {assignment.status}"
-        )
-    if version is not None and version != assignment.version:
-        raise Conflict(
-            f"assignment {assignment_id} changed since your version {version}: it is now "
-            f"{assignment.status} (version {assignment.version}); your {action!r} was not applied"
-        )
-    if assignment.status not in allowed_from:
-        raise Conflict(
-            f"assignment {assignment_id} is {assignment.status}: {action!r} needs "
-            f"{' or '.join(sorted(allowed_from))}"
-        )
-    if action == "decline" and not note.strip():
-        raise InvalidInput.for_field("note", "a decline needs a reason")
-    assignment.status = step
-    assignment.version += 1
-    if action == "accept":
-        assignment.accepted_at = now
-    elif action == "on_scene":
-        assignment.arrived_at = now
-    if action in {"done", "decline"}:
-        assignment.is_active = False
-        assignment.finished_at = now
-    if note:
-        assignment.note = note
-    record_event(
-        session,
-        incident,
-        kind="declined" if action == "decline" else f"crew_{action}",
-        actor=actor,
-        now=now,
-        data={"assignment_id": assignment.id, "crew_id": crew_id, "note": note},
-    )
-    _move_incident(session, incident, incident_status, actor=actor, now=now, note=note)
-    session.flush()  # the session does not autoflush: the new step must be in the table
-    refresh_crew_status(session, crew)
-    plan_incident(session, incident, now=now)  # which flushes the crew's status too
-    return assignment
-
-
-# A job's time on site when planning a shift, by service group; the rest take the default.
-SERVICE_TIME_S = {
-    "roads": 40 * 60,
-    "trees": 60 * 60,
-    "wildlife": 30 * 60,
-    "housing_health": 45 * 60,
-}
-DEFAULT_SERVICE_TIME_S = 30 * 60
-
-
-@dataclass(frozen=True)
-class ShiftStop:
-    assignment_id: int
-    incident_id: int
-    arrive_at: datetime
-    travel_s: int
-
-
-@dataclass(frozen=True)
-class ShiftPlan:
-    crew_id: int
-    stops: list[ShiftStop]
-    unplanned: list[int]  # assignment ids that do not fit in the shift
-    travel_s: int
-
-
-def plan_shift(session: Session, crew_id: int, *, now: datetime, travel: TravelModel) -> ShiftPlan:
-    """Order the crew's queued jobs into a route for the rest of its shift (VROOM), from
-    where it is back to its depot, with road travel times."""
-    from fieldops.dispatch.planning import PlanJob, PlanVehicle, plan_routes
-
-    crew = get_crew(session, crew_id)
-    if crew is None:
-        raise NotFound(f"no crew with id {crew_id}")
-    queued = [
-        (a, i)
-        for a, i in repo.crew_assignments(session, crew_id)
-        if a.status in {AssignmentStatus.PENDING, AssignmentStatus.ACCEPTED}
-    ]
-    if not queued:
-        return ShiftPlan(crew_id, [], [], 0)
-    here = crew_position(crew)
-    lons = [here[0], crew.depot_lon, *(i.lon for _, i in queued)]
-    lats = [here[1], crew.depot_lat, *(i.lat for _, i in queued)]
-    rows = travel.travel_matrix(lons, lats, lons, lats)
-    durations = np.vstack([r.seconds for r in rows]).T  # [from, to]
-    np.fill_diagonal(durations, 0.0)
-    skills = frozenset(crew.skills)
-    plan = plan_routes(
-        [PlanVehicle(crew_id, 0, 1, int((crew.shift_ends_at - now).total_seconds()), skills)],
-        [
-            PlanJob(
-                a.id,
-                k + 2,
-                SERVICE_TIME_S.get(i.service_group, DEFAULT_SERVICE_TIME_S),
-                frozenset(),
-                priority=(6 - i.priority) * 20,
-            )
-            for k, (a, i) in enumerate(queued)
-        ],
-        durations,
-    )
-    incident_of = {a.id: i.id for a, i in queued}
-    return ShiftPlan(
-        crew_id,
-        [
-            ShiftStop(
-                s.job_id, incident_of[s.job_id], now + timedelta(seconds=s.arrival_s), s.travel_s
-            )
-            for s in plan.stops
-        ],
-        plan.unassigned,
-        plan.travel_s,
-    )

@@ -20,10 +20,10 @@ from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
 from fieldops.crews.service import Fix, record_positions
 from fieldops.dispatch import repo as dispatch_repo
+from fieldops.dispatch.crew_steps import act_on_assignment
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.service import (
     TravelModel,
-    act_on_assignment,
     assign_crew,
     recommend_crews,
     refresh_crew_status,

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew
 from fieldops.db.engine import unit_of_work
-from fieldops.dispatch.service import act_on_assignment, assign_crew
+from fieldops.dispatch.crew_steps import act_on_assignment
+from fieldops.dispatch.service import assign_crew
 from fieldops.dispatch.travel import load_travel_model
 from fieldops.escalation.models import EscalationStep, StepStatus
 from fieldops.incidents.models import Channel, Incident, IncidentEvent, IncidentStatus
