@@ -25,7 +25,15 @@ from bench.common import Row
 from fieldops.clock import SystemClock
 
 # Every benchmark module, in the order they run: each has ``run(quick: bool) -> list[Row]``.
-BENCHMARKS = ["districting", "intake_api", "dispatch", "escalation", "map_page"]
+BENCHMARKS = [
+    "districting",
+    "intake_api",
+    "dispatch",
+    "escalation",
+    "map_page",
+    "drills",
+    "reliability",
+]
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
