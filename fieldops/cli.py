@@ -306,6 +306,10 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=False,
+        # A new worker imports the whole app before it answers the supervisor's ping: on
+        # a loaded 2-core machine that takes longer than uvicorn's default 5 s, and the
+        # supervisor would kill it as hung and start another.
+        timeout_worker_healthcheck=30,
     )
 
 

@@ -72,6 +72,13 @@ class AppState:
                         self._intake = IntakeContext.load(session)
         return self._intake
 
+    async def intake_context_async(self) -> IntakeContext:
+        """``intake_context`` for handlers on the event loop: the first load runs in the
+        thread pool (on the loop it could wait for a connection only the loop hands back)."""
+        if self._intake is not None:
+            return self._intake
+        return await run_in_threadpool(self.intake_context)
+
     def cached_principal(self, secret: str) -> Principal | None:
         """The key's principal if this process looked it up lately; never the database."""
         cached = self._principals.get(digest_secret(secret))

@@ -75,7 +75,7 @@ async def create_incident(
     Send an ``Idempotency-Key`` header to make retries safe: the same key and body
     return the first answer and create nothing new.
     """
-    context = state.intake_context()
+    context = await state.intake_context_async()
     new = NewReport(
         service_code=body.service_code,
         lon=body.lon,

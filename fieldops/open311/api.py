@@ -268,7 +268,7 @@ async def post_request(fmt: str, request: Request, state: State, now: Now) -> Re
     code = values.get("service_code", "").strip()
     if not code:
         raise InvalidInput.for_field("service_code", "is required")
-    context = state.intake_context()
+    context = await state.intake_context_async()
     service = context.services.get(code)
     if service is None:
         raise UnknownService.for_field("service_code", f"no service {code!r}")
