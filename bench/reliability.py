@@ -64,7 +64,7 @@ class Plan:
     def of(cls, quick: bool, seconds: float | None = None) -> Plan:
         if seconds is None:
             env = os.environ.get(DURATION_ENV, "").strip()
-            seconds = float(env) if env else (20.0 if quick else 120.0)
+            seconds = float(env) if env else (20.0 if quick else 180.0)
         return cls(warmup_s=2.0 if quick else 5.0, window_s=seconds, read_window_s=seconds / 2)
 
 
@@ -301,7 +301,7 @@ def _cpu_row(m: Measured) -> Row:
 
 def run(quick: bool = False, seconds: float | None = None) -> list[Row]:
     """The mixed load on PostGIS (2 workers + scheduler, with its read-only peer), then on
-    SpatiaLite (1 worker + scheduler); ``quick``: 20 s windows, else 120 s (or ``seconds``,
+    SpatiaLite (1 worker + scheduler); ``quick``: 20 s windows, else 180 s (or ``seconds``,
     or $FIELDOPS_BENCH_RELIABILITY_S)."""
     plan = Plan.of(quick, seconds)
     log_dir = Path(tempfile.mkdtemp(prefix="fieldops-bench-reliability-"))

@@ -100,13 +100,20 @@ def submit_many(
     """Take in ``submissions`` in one transaction, in order: each gets its outcome or its
     error (a bad report never stops the others). Flushes, never commits."""
     results: list[Result | None] = [None] * len(submissions)
-    accepted: list[_Accepted] = []
+    checked: list[_Checked] = []
     for position, submission in enumerate(submissions):
         try:
-            accepted.append(_check(position, submission, context))
+            checked.append(_check(position, submission, context))
         except FieldOpsError as error:
             results[position] = error
-    accepted, repeated = _drop_resent(session, accepted, results)
+    # A re-sent report is what was stored, wherever it says it is now.
+    checked, repeated = _drop_resent(session, checked, results)
+    accepted: list[_Accepted] = []
+    for one in checked:
+        try:
+            accepted.append(_place(one, context))
+        except FieldOpsError as error:
+            results[one.position] = error
     if accepted:
         _match_duplicates(session, accepted)
         _write(session, accepted)
@@ -117,20 +124,35 @@ def submit_many(
             )
     for position, first in repeated:  # the same source_ref twice in one batch
         outcome = results[first]
-        assert isinstance(outcome, IntakeOutcome)
-        results[position] = IntakeOutcome(
-            outcome.report, outcome.incident, merged=False, created=False
+        results[position] = (
+            IntakeOutcome(outcome.report, outcome.incident, merged=False, created=False)
+            if isinstance(outcome, IntakeOutcome)
+            else outcome
         )
     return [result for result in results if result is not None]
 
 
-def _check(position: int, submission: Submission, context: IntakeContext) -> _Accepted:
-    """Everything that needs no database: fields, service, district, search box."""
+@dataclass(frozen=True)
+class _Checked:
+    position: int
+    submission: Submission
+    rules: ServiceRules
+
+
+def _check(position: int, submission: Submission, context: IntakeContext) -> _Checked:
+    """The report's fields and its service."""
     new = submission.new
     new.validate()
     rules = context.services.get(new.service_code)
     if rules is None:
         raise UnknownService.for_field("service_code", f"no service {new.service_code!r}")
+    return _Checked(position, submission, rules)
+
+
+def _place(checked: _Checked, context: IntakeContext) -> _Accepted:
+    """The report's district and its duplicate search box."""
+    submission, rules = checked.submission, checked.rules
+    new = submission.new
     district_id = context.districts.locate(new.lon, new.lat)
     if district_id is None:
         raise OutsideServiceArea(
@@ -143,12 +165,12 @@ def _check(position: int, submission: Submission, context: IntakeContext) -> _Ac
         bbox=bbox_around(new.lon, new.lat, rules.duplicate_radius_m),
         since=requested_at - rules.duplicate_window,
     )
-    return _Accepted(position, submission, rules, district_id, search, requested_at)
+    return _Accepted(checked.position, submission, rules, district_id, search, requested_at)
 
 
 def _drop_resent(
-    session: Session, accepted: list[_Accepted], results: list[Result | None]
-) -> tuple[list[_Accepted], list[tuple[int, int]]]:
+    session: Session, accepted: list[_Checked], results: list[Result | None]
+) -> tuple[list[_Checked], list[tuple[int, int]]]:
     """Answer reports whose (channel, source_ref) is already stored with what is stored.
 
     Returns the reports still to take in, and (position, position of the first) for each
@@ -162,7 +184,7 @@ def _drop_resent(
         return accepted, []
     stored = incidents_repo.reports_by_source(session, [(c, r) for c, r in refs if r is not None])
     incidents = incidents_repo.get_incidents(session, [r.incident_id for r in stored.values()])
-    remaining: list[_Accepted] = []
+    remaining: list[_Checked] = []
     first_of: dict[tuple[Channel, str], int] = {}
     repeated: list[tuple[int, int]] = []
     for item in accepted:

@@ -7,12 +7,14 @@ import json
 import re
 import tomllib
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyproj
+from fastapi.testclient import TestClient
 
 BASE = "/open311/v2"
 DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
@@ -134,3 +136,86 @@ def as_xml_text(value: Any) -> Any:
 def w3c(instant: datetime) -> str:
     """An instant as a W3C datetime in UTC, with Z."""
     return instant.isoformat().replace("+00:00", "Z")
+
+
+Where = tuple[float, float]
+
+
+class GeoReport:
+    """GeoReport v2 calls on the real app, with a valid ``api_key`` for posting."""
+
+    def __init__(self, client: TestClient, api_key: str, dispatcher: dict[str, str]) -> None:
+        self.client = client
+        self.api_key = api_key
+        self.dispatcher = dispatcher
+
+    def get(self, path: str, fmt: str = "json", **params: str) -> httpx.Response:
+        return self.client.get(f"{BASE}/{path}.{fmt}", params=params)
+
+    def post(
+        self,
+        service_code: str | None,
+        where: Where | None,
+        form: Mapping[str, str] | None = None,
+        *,
+        fmt: str = "json",
+        api_key: str | None = "default",
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """POST requests.{fmt}, form-encoded; ``where`` is (lon, lat) or None for no location."""
+        data: dict[str, str] = {}
+        if api_key is not None:
+            data["api_key"] = self.api_key if api_key == "default" else api_key
+        if service_code is not None:
+            data["service_code"] = service_code
+        if where is not None:
+            data["long"], data["lat"] = str(where[0]), str(where[1])
+        data.update(form or {})
+        return self.client.post(f"{BASE}/requests.{fmt}", data=data, headers=dict(headers or {}))
+
+    def create(self, service_code: str, where: Where, form: Mapping[str, str] | None = None) -> str:
+        """Post a valid request; returns its service_request_id."""
+        body = json_doc(self.post(service_code, where, form), 201)
+        assert len(body) == 1
+        request_id = body[0]["service_request_id"]
+        assert isinstance(request_id, str) and request_id.isdigit()
+        return str(request_id)
+
+    def requests(self, **params: str) -> list[dict[str, Any]]:
+        body = json_doc(self.get("requests", **params))
+        assert isinstance(body, list)
+        return body
+
+    def ids(self, **params: str) -> list[str]:
+        return [r["service_request_id"] for r in self.requests(**params)]
+
+    def one(self, request_id: str, **params: str) -> dict[str, Any]:
+        body = json_doc(self.get(f"requests/{request_id}", **params))
+        assert isinstance(body, list) and len(body) == 1, body
+        assert body[0]["service_request_id"] == request_id
+        result: dict[str, Any] = body[0]
+        return result
+
+    def incident_of(self, request_id: str) -> int:
+        return int(self.one(request_id, extensions="true")["extended_attributes"]["incident_id"])
+
+    def staff_report(
+        self, service_code: str, where: Where, *, requested_at: datetime | None = None
+    ) -> str:
+        """A report through the dispatcher API (which can back-date it); returns its id."""
+        body: dict[str, Any] = {"service_code": service_code, "lon": where[0], "lat": where[1]}
+        if requested_at is not None:
+            body["requested_at"] = requested_at.isoformat()
+        response = self.client.post("/api/v1/incidents", json=body, headers=self.dispatcher)
+        assert response.status_code == 201, response.text
+        return str(response.json()["report_id"])
+
+    def set_status(self, request_id: str, status: str, note: str | None = None) -> None:
+        """Change the status of the incident behind ``request_id`` as a dispatcher."""
+        body = {"status": status} if note is None else {"status": status, "note": note}
+        response = self.client.patch(
+            f"/api/v1/incidents/{self.incident_of(request_id)}",
+            json=body,
+            headers=self.dispatcher,
+        )
+        assert response.status_code == 200, response.text

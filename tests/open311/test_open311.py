@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import GeoReport
 from georeport import (
     SERVICES,
     SPECIFICATION,
     WITH_ATTRIBUTES,
     ZONED,
+    GeoReport,
     as_xml_text,
     error_descriptions,
     json_doc,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import GeoReport
 from fastapi.testclient import TestClient
 from georeport import (
     BASE,
@@ -15,6 +14,7 @@ from georeport import (
     PLATEAU,
     START,
     VILLE_MARIE,
+    GeoReport,
     error_descriptions,
     moved,
     w3c,

@@ -9,7 +9,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import GeoReport
 from georeport import (
     OUTREMONT,
     PLATEAU,
@@ -17,6 +16,7 @@ from georeport import (
     START,
     VILLE_MARIE,
     ZONED,
+    GeoReport,
     as_xml_text,
     error_descriptions,
     json_doc,

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 import pytest
-from conftest import GeoReport
 from fastapi.testclient import TestClient
 from georeport import (
     BASE,
     PLATEAU,
     SOUTH_OF_ISLAND,
+    GeoReport,
     error_descriptions,
     json_doc,
     moved,

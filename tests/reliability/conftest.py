@@ -13,7 +13,6 @@ replays. A longer hunt: ``FIELDOPS_FUZZ_EXAMPLES=200 .venv/bin/pytest tests/reli
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, Phase, settings
+from fuzz_support import Headers
 from sqlalchemy.orm import Session, sessionmaker
 
 from fieldops.auth.models import Role
@@ -54,26 +53,6 @@ problem = _api.problem
 district_ids = _api.district_ids
 georeport = _open311.georeport
 lenient_client = _open311.lenient_client
-GeoReport = _open311.GeoReport
-
-Headers = dict[str, str]
-
-FUZZ_EXAMPLES = int(os.environ.get("FIELDOPS_FUZZ_EXAMPLES", "5"))
-"""Examples per fuzzed operation (and per backend); raise it for a longer hunt."""
-
-settings.register_profile(
-    "reliability",
-    derandomize=True,
-    deadline=None,
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-RELIABILITY = settings.get_profile("reliability")
-
-FUZZ_PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
-"""HTTP fuzzing does not shrink: a failing request is reported as found, so a failing run
-stays as short as a passing one (each shrinking step would be another request)."""
 
 
 @pytest.fixture

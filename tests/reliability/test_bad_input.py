@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GeoReport, Headers
 from fastapi.testclient import TestClient
+from fuzz_support import GeoReport, Headers
 from sqlalchemy.orm import Session
 
 from fieldops.auth.models import Role

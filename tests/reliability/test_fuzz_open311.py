@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
-from conftest import FUZZ_EXAMPLES, FUZZ_PHASES, RELIABILITY, GeoReport, Headers
 from fastapi.testclient import TestClient
+from fuzz_support import FUZZ_EXAMPLES, FUZZ_PHASES, RELIABILITY, GeoReport, Headers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from conftest import FUZZ_EXAMPLES, FUZZ_PHASES, RELIABILITY, Headers
 from fastapi.testclient import TestClient
+from fuzz_support import FUZZ_EXAMPLES, FUZZ_PHASES, RELIABILITY, Headers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis import checks

@@ -14,7 +14,7 @@ import numpy as np
 import pyproj
 import pytest
 import shapely
-from conftest import RELIABILITY
+from fuzz_support import RELIABILITY
 from geopandas import GeoDataFrame, GeoSeries, points_from_xy
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
