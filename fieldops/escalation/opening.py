@@ -14,9 +14,14 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from fieldops.emergencies.models import Emergency
-from fieldops.escalation.models import EscalationStep, StepStatus
 from fieldops.escalation.policy import Anchors, Policy, plan_steps
-from fieldops.escalation.service import MET, deadline_factor, rule_for, set_deadlines
+from fieldops.escalation.service import (
+    MET,
+    deadline_factor,
+    planned_step,
+    rule_for,
+    set_deadlines,
+)
 from fieldops.incidents.models import Incident, IncidentStatus
 
 
@@ -42,17 +47,6 @@ def plan_opened(session: Session, opened: Sequence[Opened], *, policy: Policy | 
         set_deadlines(incident, rule, anchors, factor=factor)
         met = MET[IncidentStatus(incident.status)]
         session.add_all(
-            EscalationStep(
-                incident_id=incident.id,
-                key=plan.key,
-                deadline=str(plan.deadline),
-                action=str(plan.action),
-                deadline_at=plan.deadline_at,
-                due_at=plan.due_at,
-                status=StepStatus.PLANNED,
-                reason=f"planned by rule {rule.name!r}",
-                planned_at=item.now,
-                settled_at=None,
-            )
+            planned_step(incident, plan, rule, now=item.now)
             for plan in plan_steps(rule, anchors, factor=factor, met=met)
         )

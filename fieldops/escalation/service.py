@@ -18,7 +18,15 @@ from fieldops.emergencies.models import Emergency
 from fieldops.emergencies.repo import notice_stretch
 from fieldops.escalation import repo
 from fieldops.escalation.models import EscalationStep, PolicyVersion, StepStatus
-from fieldops.escalation.policy import Anchors, Deadline, Policy, Rule, deadlines, plan_steps
+from fieldops.escalation.policy import (
+    Anchors,
+    Deadline,
+    PlannedStep,
+    Policy,
+    Rule,
+    deadlines,
+    plan_steps,
+)
 from fieldops.incidents.models import Incident, IncidentStatus
 
 S = IncidentStatus
@@ -134,6 +142,27 @@ def set_deadlines(incident: Incident, rule: Rule, anchors: Anchors, *, factor: f
     incident.resolve_due_at = found.get(Deadline.RESOLVE)
 
 
+def planned_step(
+    incident: Incident, plan: PlannedStep, rule: Rule | None, *, now: datetime
+) -> EscalationStep:
+    """A new planned step of the incident; it waits out the incident's snooze."""
+    due = plan.due_at
+    if incident.snoozed_until is not None and due < incident.snoozed_until:
+        due = incident.snoozed_until
+    return EscalationStep(
+        incident_id=incident.id,
+        key=plan.key,
+        deadline=str(plan.deadline),
+        action=str(plan.action),
+        deadline_at=plan.deadline_at,
+        due_at=due,
+        status=StepStatus.PLANNED,
+        reason=f"planned by rule {rule.name!r}" if rule else "",
+        planned_at=now,
+        settled_at=None,
+    )
+
+
 def plan_incident(session: Session, incident: Incident, *, now: datetime) -> None:
     """(Re)compute the incident's deadlines and bring its planned steps in line: new
     steps planned, met or obsolete ones cancelled with the reason, moved ones re-timed.
@@ -212,24 +241,7 @@ def _replan(
             if incident.snoozed_until is not None and due < incident.snoozed_until:
                 due = incident.snoozed_until
             step.due_at, step.deadline_at = due, plan.deadline_at
-    for plan in wanted.values():
-        due = plan.due_at
-        if incident.snoozed_until is not None and due < incident.snoozed_until:
-            due = incident.snoozed_until
-        session.add(
-            EscalationStep(
-                incident_id=incident.id,
-                key=plan.key,
-                deadline=str(plan.deadline),
-                action=str(plan.action),
-                deadline_at=plan.deadline_at,
-                due_at=due,
-                status=StepStatus.PLANNED,
-                reason=f"planned by rule {rule.name!r}" if rule else "",
-                planned_at=now,
-                settled_at=None,
-            )
-        )
+    session.add_all(planned_step(incident, plan, rule, now=now) for plan in wanted.values())
 
 
 def _settle(step: EscalationStep, status: StepStatus, reason: str, now: datetime) -> None:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from fieldops.api.deps import DbSession, Now, ReadSession, Staff, State
-from fieldops.api.idempotent import WriteResult, answer, write_once
+from fieldops.api.idempotent import answer
+from fieldops.api.intake import take_in
 from fieldops.api.responses import GeoJSONBody
 from fieldops.db.base import ROW_ID_MAX, RowId
 from fieldops.dispatch.service import withdraw_crews
@@ -30,7 +30,7 @@ from fieldops.incidents.schemas import (
 )
 from fieldops.incidents.service import IncidentChange, update_incident
 from fieldops.intake.schemas import NewReport
-from fieldops.intake.service import IntakeOutcome, Submission, submit_report
+from fieldops.intake.service import IntakeOutcome
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
 
@@ -95,31 +95,16 @@ async def create_incident(
         )
         return 201, done.model_dump(mode="json")
 
-    if idempotency_key is None:  # the common case: group-committed with other reports
-        submission = Submission(new, principal.actor, now, principal.key_id)
-        return answer(WriteResult(*result(await state.intake_queue.submit_async(submission))))
-
-    def once() -> WriteResult:
-        with state.sessions() as session:
-            return write_once(
-                session,
-                principal=principal,
-                key=idempotency_key,
-                fingerprint=fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-                now=now,
-                work=lambda: result(
-                    submit_report(
-                        session,
-                        new,
-                        context=context,
-                        actor=principal.actor,
-                        now=now,
-                        key_id=principal.key_id,
-                    )
-                ),
-            )
-
-    return answer(await run_in_threadpool(once))
+    done = await take_in(
+        state,
+        new,
+        principal=principal,
+        now=now,
+        idempotency_key=idempotency_key,
+        fingerprint=lambda: fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        answer_of=result,
+    )
+    return answer(done)
 
 
 def _csv(value: str | None) -> list[str]:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fieldops import errors
 from fieldops.api.deps import AppState, Now, ReadSession, State
 from fieldops.api.errors import storage_failure
-from fieldops.api.idempotent import WriteResult, write_once
+from fieldops.api.intake import take_in
 from fieldops.auth.service import Principal
 from fieldops.catalog.repo import get_service_type, list_service_types
 from fieldops.db.base import ROW_ID_MAX
@@ -26,7 +26,7 @@ from fieldops.errors import FieldOpsError, InvalidInput, NotFound
 from fieldops.geo.crs import local_metres
 from fieldops.geo.duplicates import bbox_around
 from fieldops.idempotency.service import fingerprint
-from fieldops.intake.service import IntakeOutcome, Submission, UnknownService, submit_report
+from fieldops.intake.service import IntakeOutcome, UnknownService
 from fieldops.open311 import repo
 from fieldops.open311.service import (
     COARSE_DECIMALS,
@@ -284,34 +284,16 @@ async def post_request(fmt: str, request: Request, state: State, now: Now) -> Re
         ]
         return 201, body
 
-    key = request.headers.get("idempotency-key")
-    if key is None:  # the common case: group-committed with other reports
-        submission = Submission(new, principal.actor, now, principal.key_id)
-        done = WriteResult(*result(await state.intake_queue.submit_async(submission)))
-    else:
-        payload = sorted((k, v) for k, v in form if k != "api_key")
-
-        def once() -> WriteResult:
-            with state.sessions() as session:
-                return write_once(
-                    session,
-                    principal=principal,
-                    key=key,
-                    fingerprint=fingerprint("POST", request.url.path, payload),
-                    now=now,
-                    work=lambda: result(
-                        submit_report(
-                            session,
-                            new,
-                            context=context,
-                            actor=principal.actor,
-                            now=now,
-                            key_id=principal.key_id,
-                        )
-                    ),
-                )
-
-        done = await run_in_threadpool(once)
+    payload = sorted((k, v) for k, v in form if k != "api_key")
+    done = await take_in(
+        state,
+        new,
+        principal=principal,
+        now=now,
+        idempotency_key=request.headers.get("idempotency-key"),
+        fingerprint=lambda: fingerprint("POST", request.url.path, payload),
+        answer_of=result,
+    )
     return Response(
         render(chosen, "service_requests", done.body),
         status_code=done.status_code,
