@@ -14,15 +14,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from fieldops.emergencies.models import Emergency
-from fieldops.escalation.policy import Anchors, Policy, plan_steps
-from fieldops.escalation.service import (
-    MET,
-    deadline_factor,
-    planned_step,
-    rule_for,
-    set_deadlines,
-)
-from fieldops.incidents.models import Incident, IncidentStatus
+from fieldops.escalation.policy import Policy
+from fieldops.escalation.service import replan
+from fieldops.incidents.models import Incident
 
 
 @dataclass(frozen=True)
@@ -35,18 +29,13 @@ class Opened:
 def plan_opened(session: Session, opened: Sequence[Opened], *, policy: Policy | None) -> None:
     """Set the deadlines of freshly opened incidents and add their planned steps to the
     session (the caller flushes once for all of them). Nothing happens without a policy."""
-    if policy is None:
-        return
     for item in opened:
-        incident = item.incident
-        rule = rule_for(session, incident, policy, now=item.now, around=item.around)
-        if rule is None:
-            continue
-        anchors = Anchors(opened_at=incident.opened_at, assigned_at=None, assignment_id=None)
-        factor = deadline_factor(session, incident, now=item.now)
-        set_deadlines(incident, rule, anchors, factor=factor)
-        met = MET[IncidentStatus(incident.status)]
-        session.add_all(
-            planned_step(incident, plan, rule, now=item.now)
-            for plan in plan_steps(rule, anchors, factor=factor, met=met)
+        replan(
+            session,
+            item.incident,
+            now=item.now,
+            policy=policy,
+            current=None,
+            steps=(),
+            around=item.around,
         )

@@ -168,7 +168,7 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
     steps planned, met or obsolete ones cancelled with the reason, moved ones re-timed.
     Safe to call after any change; does nothing without a policy. (Intake plans the
     incidents it opens many at a time: ``fieldops.escalation.opening``.)"""
-    _replan(
+    replan(
         session,
         incident,
         now=now,
@@ -190,7 +190,7 @@ def plan_incidents(session: Session, incidents: Sequence[Incident], *, now: date
     current = active_assignments(session, ids)
     steps = repo.steps_of_incidents(session, ids)
     for incident in incidents:
-        _replan(
+        replan(
             session,
             incident,
             now=now,
@@ -201,7 +201,7 @@ def plan_incidents(session: Session, incidents: Sequence[Incident], *, now: date
     session.flush()
 
 
-def _replan(
+def replan(
     session: Session,
     incident: Incident,
     *,
@@ -209,9 +209,12 @@ def _replan(
     policy: Policy | None,
     current: Assignment | None,
     steps: Sequence[EscalationStep],
+    around: Sequence[Emergency] | None = None,
 ) -> None:
-    """What ``plan_incident`` does, given its policy, active assignment and steps."""
-    rule = rule_for(session, incident, policy, now=now)
+    """What ``plan_incident`` does, given its policy, active assignment and steps (and,
+    when the caller has them, the active emergencies holding the incident). Adds to the
+    session; the caller flushes."""
+    rule = rule_for(session, incident, policy, now=now, around=around)
     met = MET[IncidentStatus(incident.status)]
     anchors = Anchors(
         opened_at=incident.opened_at,
