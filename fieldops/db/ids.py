@@ -5,7 +5,15 @@ long multi-row statement for a batch, which the PostgreSQL driver has to parse a
 time. Rows that already carry their ids go in with the driver's pipelined
 ``executemany`` instead: one prepared statement, one round trip. So on PostGIS the ids
 are drawn from each table's own sequence, for every table at once, in one statement.
-SQLite runs in process and needs no such care: there a flush gives the ids.
+
+SQLite hands back generated ids one row at a time, so a batch becomes one INSERT per row.
+There every writing transaction holds the database's write lock from its start (``BEGIN
+IMMEDIATE``, see ``fieldops.db.engine``) and no table asks for AUTOINCREMENT: a new row's
+id is the table's highest id plus one, which is what SQLite itself would give, so the ids
+are read as each table's highest, in one statement. The ids given in a session but not yet
+flushed count too. Give every new row its id before the flush that writes any of them
+(``give_ids(session, session.new)``): a row left without one would take the table's next
+id from SQLite, which may be one already given.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ def give_ids(session: Session, rows: Iterable[Base]) -> None:
     if not wanting:
         return
     if session.get_bind().dialect.name != "postgresql":
-        session.flush()
+        _give_sqlite(session, wanting)
         return
     names = sorted(wanting)
     drawn: dict[str, list[int]] = defaultdict(list)
@@ -49,3 +57,19 @@ def give_ids(session: Session, rows: Iterable[Base]) -> None:
     for name in names:
         for row, new_id in zip(wanting[name], sorted(drawn[name]), strict=True):
             row.id = new_id  # type: ignore[attr-defined]
+
+
+def _give_sqlite(session: Session, wanting: dict[str, list[Base]]) -> None:
+    tables = [Base.metadata.tables[name] for name in sorted(wanting)]
+    highest = session.execute(
+        sa.select(
+            *(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery() for t in tables)
+        )
+    ).one()
+    given: dict[str, int] = session.info.setdefault("fieldops.ids.given", {})
+    for table, stored in zip(tables, highest, strict=True):
+        last = max(int(stored), given.get(table.name, 0))
+        for row in wanting[table.name]:
+            last += 1
+            row.id = last  # type: ignore[attr-defined]
+        given[table.name] = last

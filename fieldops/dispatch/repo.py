@@ -31,16 +31,22 @@ def active_job_count(session: Session, crew_id: int) -> int:
     return int(count or 0)
 
 
-def active_assignment_statuses(session: Session, crew_id: int) -> set[AssignmentStatus]:
-    """The steps the crew's active assignments are at."""
-    return {
-        AssignmentStatus(status)
-        for status in session.scalars(
-            sa.select(Assignment.status)
-            .where(Assignment.crew_id == crew_id, Assignment.is_active.is_(True))
-            .distinct()
-        )
-    }
+def active_assignment_statuses(
+    session: Session, crew_ids: Sequence[int]
+) -> dict[int, set[AssignmentStatus]]:
+    """The steps each crew's active assignments are at, with one query: crew id -> steps
+    (a crew with no active assignment is absent)."""
+    found: dict[int, set[AssignmentStatus]] = {}
+    if not crew_ids:
+        return found
+    rows = session.execute(
+        sa.select(Assignment.crew_id, Assignment.status)
+        .where(Assignment.crew_id.in_(sorted(set(crew_ids))), Assignment.is_active.is_(True))
+        .distinct()
+    )
+    for crew_id, status in rows:
+        found.setdefault(crew_id, set()).add(AssignmentStatus(status))
+    return found
 
 
 def active_assignment(session: Session, incident_id: int) -> Assignment | None:
@@ -74,22 +80,23 @@ def get_assignment(
     return session.scalars(statement).one_or_none()
 
 
-def lock_assignment_for_step(
-    session: Session, assignment_id: int
-) -> tuple[Assignment, Incident, Crew] | None:
-    """The assignment with its incident, both locked for update until the transaction
-    ends, and its crew (not locked): what a crew's step changes, in one statement."""
-    row = session.execute(
+def lock_assignments_for_steps(
+    session: Session, assignment_ids: Sequence[int]
+) -> dict[int, tuple[Assignment, Incident, Crew]]:
+    """The assignments with their incidents, both locked for update until the transaction
+    ends, and their crews (not locked): what crews' steps change, in one statement.
+    Assignment id -> (assignment, incident, crew); an unknown id is absent."""
+    if not assignment_ids:
+        return {}
+    rows = session.execute(
         sa.select(Assignment, Incident, Crew)
         .join(Incident, Incident.id == Assignment.incident_id)
         .join(Crew, Crew.id == Assignment.crew_id)
-        .where(Assignment.id == assignment_id)
+        .where(Assignment.id.in_(sorted(set(assignment_ids))))
+        .order_by(Assignment.id)
         .with_for_update(of=[Assignment.__table__, Incident.__table__])
-    ).one_or_none()
-    if row is None:
-        return None
-    assignment, incident, crew = row
-    return assignment, incident, crew
+    ).all()
+    return {a.id: (a, i, c) for a, i, c in rows}
 
 
 def crew_assignments(

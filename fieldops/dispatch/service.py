@@ -24,7 +24,7 @@ from fieldops.escalation.service import plan_incident, plan_incidents
 from fieldops.geo.routing import Travel
 from fieldops.incidents.models import Incident, IncidentStatus
 from fieldops.incidents.repo import get_incident, lock_incident
-from fieldops.incidents.service import IncidentChange, record_event, update_incident
+from fieldops.incidents.service import change_status, record_event
 
 
 class TravelModel(Protocol):
@@ -130,17 +130,30 @@ def recommend_crews(
 
 def refresh_crew_status(session: Session, crew: Crew) -> None:
     """A crew's status follows its most advanced active assignment."""
-    if crew.status == CrewStatus.OFF_DUTY:
+    refresh_crew_statuses(session, [crew])
+
+
+def refresh_crew_statuses(session: Session, crews: Sequence[Crew]) -> None:
+    """``refresh_crew_status`` for many crews with one query (the session is flushed
+    first, so the assignments' changes count)."""
+    on_duty = [c for c in crews if c.status != CrewStatus.OFF_DUTY]
+    if not on_duty:
         return
-    steps = repo.active_assignment_statuses(session, crew.id)
+    session.flush()
+    steps = repo.active_assignment_statuses(session, [c.id for c in on_duty])
+    for crew in on_duty:
+        crew.status = crew_status_for(steps.get(crew.id, set()))
+
+
+def crew_status_for(steps: set[AssignmentStatus]) -> CrewStatus:
+    """The status of an on-duty crew whose active assignments are at ``steps``."""
     if AssignmentStatus.ON_SCENE in steps:
-        crew.status = CrewStatus.ON_SCENE
-    elif AssignmentStatus.EN_ROUTE in steps:
-        crew.status = CrewStatus.EN_ROUTE
-    elif steps:
-        crew.status = CrewStatus.ASSIGNED
-    else:
-        crew.status = CrewStatus.AVAILABLE
+        return CrewStatus.ON_SCENE
+    if AssignmentStatus.EN_ROUTE in steps:
+        return CrewStatus.EN_ROUTE
+    if steps:
+        return CrewStatus.ASSIGNED
+    return CrewStatus.AVAILABLE
 
 
 def move_incident(
@@ -152,18 +165,10 @@ def move_incident(
     now: datetime,
     note: str = "",
 ) -> None:
-    """Move the incident to ``status``; the caller re-plans it (``plan_incident``) once
-    every change of its use case is in, which is what a re-plan inside the move would
-    have come to."""
-    if incident.status != status:
-        update_incident(
-            session,
-            incident.id,
-            IncidentChange(status=status, note=note or None),
-            actor=actor,
-            now=now,
-            plan=False,
-        )
+    """Move the incident, which the caller holds locked, to ``status``; the caller flushes
+    and re-plans it (``plan_incident``) once every change of its use case is in."""
+    change_status(session, incident, status, actor=actor, now=now, note=note or None)
+    incident.updated_at = now  # a new crew on it is a change, even when the status stays
 
 
 def assign_crew(

@@ -3,7 +3,7 @@ what is due exactly once, and explain every step."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, cast
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from fieldops.db.ids import give_ids
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.repo import active_assignment, active_assignments
 from fieldops.emergencies.models import Emergency
@@ -179,9 +180,18 @@ def plan_incident(session: Session, incident: Incident, *, now: datetime) -> Non
     session.flush()
 
 
-def plan_incidents(session: Session, incidents: Sequence[Incident], *, now: datetime) -> None:
+def plan_incidents(
+    session: Session,
+    incidents: Sequence[Incident],
+    *,
+    now: datetime,
+    changed_at: Mapping[int, datetime] | None = None,
+) -> None:
     """``plan_incident`` for many incidents, with a few queries and one flush for all of
-    them (a batch dispatch round plans every incident it assigned at once)."""
+    them (a batch dispatch round plans every incident it assigned at once).
+    ``changed_at``: incident id -> the instant it changed, where that is not ``now`` (a
+    batch of crews' steps plans each incident as of its own step)."""
+    changed_at = changed_at or {}
     incidents = list({i.id: i for i in incidents}.values())  # each once
     if not incidents:
         return
@@ -193,11 +203,12 @@ def plan_incidents(session: Session, incidents: Sequence[Incident], *, now: date
         replan(
             session,
             incident,
-            now=now,
+            now=changed_at.get(incident.id, now),
             policy=policy,
             current=current.get(incident.id),
             steps=steps[incident.id],
         )
+    give_ids(session, session.new)
     session.flush()
 
 

@@ -106,6 +106,49 @@ class IncidentChange:
     note: str | None = None
 
 
+def check_status_change(incident: Incident, status: IncidentStatus) -> None:
+    """Conflict when the lifecycle does not let the incident become ``status``."""
+    current = IncidentStatus(incident.status)
+    if status != current and not can_move(current, status):
+        allowed = ", ".join(sorted(ALLOWED[current])) or "none"
+        raise Conflict(
+            f"incident {incident.id} is {current}: it cannot become {status} "
+            f"(allowed next: {allowed})"
+        )
+
+
+def change_status(
+    session: Session,
+    incident: Incident,
+    status: IncidentStatus,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Move an incident the caller holds locked to ``status``, checking the lifecycle, and
+    log the move; nothing is written until the caller flushes, and nothing is re-planned
+    (the caller plans once every change of its use case is in)."""
+    if status == incident.status:
+        return
+    check_status_change(incident, status)
+    current = IncidentStatus(incident.status)
+    record_event(
+        session,
+        incident,
+        kind="status_changed",
+        actor=actor,
+        now=now,
+        data={"from": str(current), "to": str(status), "note": note or ""},
+    )
+    incident.status = status
+    incident.is_open = not status.is_closed
+    incident.closed_at = now if status.is_closed else None
+    if note:
+        incident.status_notes = note
+    incident.updated_at = now
+
+
 def update_incident(
     session: Session,
     incident_id: int,
@@ -113,34 +156,13 @@ def update_incident(
     *,
     actor: str,
     now: datetime,
-    plan: bool = True,
 ) -> Incident:
-    """Change status and/or priority, checking the lifecycle; each change is an event.
-    ``plan=False``: the caller re-plans the incident itself once its own changes are in."""
+    """Change status and/or priority, checking the lifecycle; each change is an event."""
     incident = repo.lock_incident(session, incident_id)
     if incident is None:
         raise NotFound(f"no incident with id {incident_id}")
-    if change.status is not None and change.status != incident.status:
-        current = IncidentStatus(incident.status)
-        if not can_move(current, change.status):
-            allowed = ", ".join(sorted(ALLOWED[current])) or "none"
-            raise Conflict(
-                f"incident {incident_id} is {current}: it cannot become {change.status} "
-                f"(allowed next: {allowed})"
-            )
-        record_event(
-            session,
-            incident,
-            kind="status_changed",
-            actor=actor,
-            now=now,
-            data={"from": str(current), "to": str(change.status), "note": change.note or ""},
-        )
-        incident.status = change.status
-        incident.is_open = not change.status.is_closed
-        incident.closed_at = now if change.status.is_closed else None
-        if change.note:
-            incident.status_notes = change.note
+    if change.status is not None:
+        change_status(session, incident, change.status, actor=actor, now=now, note=change.note)
     if change.priority is not None and change.priority != incident.priority:
         if not 1 <= change.priority <= 5:
             raise InvalidInput.for_field("priority", "must be between 1 and 5")
@@ -155,6 +177,5 @@ def update_incident(
         incident.priority = change.priority
     incident.updated_at = now
     session.flush()
-    if plan:
-        plan_incident(session, incident, now=now)
+    plan_incident(session, incident, now=now)
     return incident

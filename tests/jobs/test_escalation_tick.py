@@ -5,19 +5,18 @@ priority, a crew that took a job), in the incident's log as in the crews' capaci
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from statements import counting_statements
 
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
@@ -77,20 +76,6 @@ def open_floods(
         ]
     assert not any(o.merged for o in opened), "the places must be far enough apart"
     return [o.incident.id for o in opened]
-
-
-@contextlib.contextmanager
-def counting_statements(engine: Engine) -> Iterator[list[int]]:
-    counter = [0]
-
-    def count(*_: Any) -> None:
-        counter[0] += 1
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield counter
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def count_of(sessions: sessionmaker[Session], statement: sa.Select[Any]) -> int:
