@@ -19,7 +19,6 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -32,6 +31,7 @@ from fieldops.api.deps import AppState
 from fieldops.api.errors import problem
 from fieldops.auth.models import Role
 from fieldops.open311.api import error_response
+from fieldops.open311.forms import form_fields
 from fieldops.open311.wire import Format
 
 # Keys of these roles skip the public-intake limits altogether.
@@ -151,7 +151,8 @@ class IntakeRateLimitMiddleware:
     """Pure ASGI middleware applying :class:`IntakeLimiter` before any route runs.
 
     Sits inside the body-size limit: an Open311 POST carries its key in the form, so the
-    body is read here (at most ``max_body_bytes``) and handed on to the route unchanged.
+    body is read here (at most ``max_body_bytes``) and handed on to the route unchanged,
+    with its parsed fields in the scope so that the route does not parse it again.
     """
 
     def __init__(self, app: ASGIApp, *, state: AppState) -> None:
@@ -260,21 +261,16 @@ def _replaying(messages: list[Message], receive: Receive) -> Receive:
 
 
 async def _form_key(scope: Scope, messages: list[Message]) -> str | None:
-    """The ``api_key`` of a form body (the last one, as the Open311 route reads it)."""
-    content_type = dict(scope.get("headers", [])).get(b"content-type", b"").lower()
-    if content_type.startswith(b"multipart/form-data"):
-        try:
-            form = await Request(scope, _replaying(messages, _no_more)).form()
-        except (HTTPException, MultiPartException):
-            return None  # unreadable: the route answers that in its own words
-        try:
-            values = [v for k, v in form.multi_items() if k == "api_key" and isinstance(v, str)]
-        finally:
-            await form.close()
-    else:
-        body = b"".join(m.get("body", b"") for m in messages)
-        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        values = [v for k, v in pairs if k == "api_key"]
+    """The ``api_key`` of a form body (the last one, as the Open311 route reads it).
+
+    The form is parsed as the route parses it and its fields are left in the scope
+    (:data:`fieldops.open311.forms.FORM_FIELDS`): the route does not parse the body again.
+    """
+    try:
+        fields = await form_fields(Request(scope, _replaying(messages, _no_more)))
+    except (HTTPException, MultiPartException):
+        return None  # unreadable: the route answers that in its own words
+    values = [v for k, v in fields if k == "api_key"]
     key = values[-1].strip() if values else ""
     return key or None
 

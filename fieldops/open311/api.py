@@ -28,6 +28,7 @@ from fieldops.geo.duplicates import bbox_around
 from fieldops.idempotency.service import fingerprint
 from fieldops.intake.service import IntakeOutcome, UnknownService
 from fieldops.open311 import repo
+from fieldops.open311.forms import form_fields
 from fieldops.open311.service import (
     COARSE_DECIMALS,
     RequestView,
@@ -250,7 +251,7 @@ def _attribute(attr: dict[str, Any], lang: str) -> dict[str, Any]:
 async def post_request(fmt: str, request: Request, state: State, now: Now) -> Response:
     """Create a service request (form-encoded, with ``api_key``)."""
     chosen = _chosen(fmt)
-    form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+    form = await form_fields(request)
     values = dict(form)
     api_key = values.get("api_key", "").strip()
     # A cache miss reads the database: in the thread pool, never on the event loop (see

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from georeport import GeoReport
+from georeport_doc import GeoReport
 from sqlalchemy.orm import Session, sessionmaker
 
 from fieldops.auth.models import Role

@@ -4,11 +4,10 @@ service list, service definitions, tokens and unknown formats, in XML and JSON."
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from georeport import (
+from georeport_doc import (
     SERVICES,
     SPECIFICATION,
     WITH_ATTRIBUTES,
@@ -16,6 +15,8 @@ from georeport import (
     GeoReport,
     as_xml_text,
     error_descriptions,
+    expected_definition,
+    expected_service,
     json_doc,
     xml_data,
     xml_doc,
@@ -25,37 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from fieldops.catalog.models import ServiceType
 
 FORMATS = ["xml", "json"]
-
-
-def expected_service(code: str, lang: str = "en") -> dict[str, Any]:
-    spec = SERVICES[code]
-    return {
-        "service_code": code,
-        "service_name": spec[f"name_{lang}"],
-        "description": spec[f"description_{lang}"],
-        "metadata": bool(spec.get("attribute")),
-        "type": "realtime",
-        "keywords": spec["keywords"],
-        "group": spec["group"],
-    }
-
-
-def expected_definition(code: str, lang: str = "en") -> dict[str, Any]:
-    attributes = []
-    for attr in sorted(SERVICES[code].get("attribute", []), key=lambda a: a["order"]):
-        doc: dict[str, Any] = {
-            "variable": True,
-            "code": attr["code"],
-            "datatype": attr["datatype"],
-            "required": attr["required"],
-            "datatype_description": None,
-            "order": attr["order"],
-            "description": attr[f"description_{lang}"],
-        }
-        if "values" in attr:
-            doc["values"] = [{"key": v["key"], "name": v[f"name_{lang}"]} for v in attr["values"]]
-        attributes.append(doc)
-    return {"service_code": code, "attributes": attributes}
 
 
 # --- the catalogue this suite assumes -------------------------------------------------------

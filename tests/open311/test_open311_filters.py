@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from georeport import (
+from georeport_doc import (
     BASE,
     OUTREMONT,
     PLATEAU,

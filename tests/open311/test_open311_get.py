@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from georeport import (
+from georeport_doc import (
     OUTREMONT,
     PLATEAU,
     SERVICES,

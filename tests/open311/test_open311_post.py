@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
-from georeport import (
+from georeport_doc import (
     BASE,
     PLATEAU,
     SOUTH_OF_ISLAND,

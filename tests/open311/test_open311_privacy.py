@@ -3,7 +3,7 @@ contact details in any GET, and the exact place of a coarsened (dwelling) servic
 
 from __future__ import annotations
 
-from georeport import GEOD, PLATEAU, GeoReport, json_doc, xml_doc
+from georeport_doc import GEOD, PLATEAU, GeoReport, json_doc, xml_doc
 
 CONTACT = {
     "first_name": "Zéphyrine",

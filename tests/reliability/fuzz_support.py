@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "open311"))
 
-from georeport import GeoReport
+from georeport_doc import GeoReport
 
 __all__ = ["FUZZ_EXAMPLES", "FUZZ_PHASES", "RELIABILITY", "GeoReport", "Headers"]
 

@@ -1,5 +1,6 @@
 """Reading GeoReport v2 answers in tests: XML and JSON documents, error lists, the
-XML-to-JSON mechanical mapping, and the places used to post requests in Montréal."""
+XML-to-JSON mechanical mapping, the service list and definitions the catalogue file
+calls for, and the places used to post requests in Montréal."""
 
 from __future__ import annotations
 
@@ -42,6 +43,40 @@ CITY = tomllib.loads(
 )
 SERVICES: dict[str, dict[str, Any]] = {s["code"]: s for s in CITY["service"]}
 WITH_ATTRIBUTES = sorted(code for code, s in SERVICES.items() if s.get("attribute"))
+
+
+def expected_service(code: str, lang: str = "en") -> dict[str, Any]:
+    """One entry of GET services as the catalogue file says it must read (JSON types)."""
+    spec = SERVICES[code]
+    return {
+        "service_code": code,
+        "service_name": spec[f"name_{lang}"],
+        "description": spec[f"description_{lang}"],
+        "metadata": bool(spec.get("attribute")),
+        "type": "realtime",
+        "keywords": spec["keywords"],
+        "group": spec["group"],
+    }
+
+
+def expected_definition(code: str, lang: str = "en") -> dict[str, Any]:
+    """GET services/{code} as the catalogue file says it must read (JSON types)."""
+    attributes = []
+    for attr in sorted(SERVICES[code].get("attribute", []), key=lambda a: a["order"]):
+        doc: dict[str, Any] = {
+            "variable": True,
+            "code": attr["code"],
+            "datatype": attr["datatype"],
+            "required": attr["required"],
+            "datatype_description": None,
+            "order": attr["order"],
+            "description": attr[f"description_{lang}"],
+        }
+        if "values" in attr:
+            doc["values"] = [{"key": v["key"], "name": v[f"name_{lang}"]} for v in attr["values"]]
+        attributes.append(doc)
+    return {"service_code": code, "attributes": attributes}
+
 
 # The member tag of each XML list (GeoReport's <plural><singular> nesting).
 PLURALS = {
