@@ -1,8 +1,12 @@
 """The drill's simulated crews: they answer assignments, drive, work and break down, each step
-through the real crew service (``act_on_assignment``) on the session the runner hands in.
+through the real crew service on the session the runner hands in.
 
-Every step runs in a savepoint of the runner's transaction: a step the service refuses
-(the job was reassigned or closed meanwhile) is rolled back alone and the crew moves on.
+A crew decides on what it knows of its jobs: the fleet reads its crews' active assignments at
+the start of every drain (what dispatch and escalation changed since) and follows its own
+steps from there, so it takes no step the service would refuse. The steps go to the crew
+service in batches (``act_on_assignments``) when the runner flushes the fleet: before a
+report that comes after a finished job (the report must find that incident resolved, as it
+would in the city), before an inject, and at the end of the drain.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
 from fieldops.crews.service import Fix, record_positions
 from fieldops.dispatch import repo as dispatch_repo
-from fieldops.dispatch.crew_steps import act_on_assignment
+from fieldops.dispatch.crew_steps import (
+    CREW_ACTIONS,
+    ENDING,
+    CrewStep,
+    act_on_assignment,
+    act_on_assignments,
+)
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.service import (
     TravelModel,
@@ -65,6 +75,12 @@ class Fleet:
         self.where: dict[int, tuple[float, float, str]] = {}
         self.by_name = {c.name: c for c in crews.values()}
         self.stranded: list[int] = []
+        # The crews' active assignments as their steps so far leave them: id -> (crew, step).
+        self.active: dict[int, tuple[int, AssignmentStatus]] = {}
+        self.pending: list[CrewStep] = []
+        self.fixes: dict[int, list[Fix]] = {}
+        self.closing = False  # a pending step finishes a job (resolves its incident)
+        self.refused = 0  # pending steps the service refused all the same (none expected)
 
     def _s(self, when: datetime) -> float:
         return (when - self.start).total_seconds()
@@ -72,22 +88,11 @@ class Fleet:
     # --- new work ---------------------------------------------------------------------------
 
     def discover(self, session: Session) -> None:
-        """New assignments (batch, emergency batch, escalation): their crews answer later."""
-        fresh = session.execute(
-            sa.select(
-                Assignment.id,
-                Assignment.crew_id,
-                Incident.lon,
-                Incident.lat,
-                Incident.service_code,
-            )
-            .join(Incident, Incident.id == Assignment.incident_id)
-            .where(Assignment.is_active.is_(True), Assignment.status == AssignmentStatus.PENDING)
-            .order_by(Assignment.id)
-        ).all()
+        """Read the crews' active assignments; the new ones (batch, emergency batch,
+        escalation) are answered later."""
         now = self.clock.now()
-        for assignment_id, crew_id, lon, lat, service in fresh:
-            if assignment_id in self.seen or crew_id not in self.crews:
+        for assignment_id, crew_id, status, lon, lat, service in self._read_active(session):
+            if status != AssignmentStatus.PENDING or assignment_id in self.seen:
                 continue
             self.seen.add(assignment_id)
             self.where[assignment_id] = (lon, lat, service)
@@ -97,41 +102,62 @@ class Fleet:
                 now + timedelta(seconds=round(delay, 1)), "respond", crew_id, assignment_id, accept
             )
 
+    def _read_active(self, session: Session) -> list[Any]:
+        rows = session.execute(
+            sa.select(
+                Assignment.id,
+                Assignment.crew_id,
+                Assignment.status,
+                Incident.lon,
+                Incident.lat,
+                Incident.service_code,
+            )
+            .join(Incident, Incident.id == Assignment.incident_id)
+            .where(Assignment.is_active.is_(True), Assignment.crew_id.in_(list(self.crews)))
+            .order_by(Assignment.id)
+        ).all()
+        self.active = {row[0]: (row[1], AssignmentStatus(row[2])) for row in rows}
+        return list(rows)
+
     # --- a crew's steps ---------------------------------------------------------------------
 
-    def act(
-        self, session: Session, sim: CrewSim, assignment_id: int, action: str, note: str = ""
-    ) -> bool:
-        """The crew's step through the real service; False if the job is no longer its own."""
-        try:
-            with session.begin_nested():
-                act_on_assignment(
-                    session,
-                    assignment_id,
-                    crew_id=sim.crew_id,
-                    action=action,
-                    version=None,
-                    note=note,
-                    actor=f"crew:{sim.crew_id}",
-                    now=self.clock.now(),
-                )
-        except FieldOpsError as exc:  # reassigned, withdrawn or closed meanwhile
-            log.debug(
-                "crew %s: %s on assignment %s not applied: %s", sim.name, action, assignment_id, exc
-            )
+    def act(self, sim: CrewSim, assignment_id: int, action: str, note: str = "") -> bool:
+        """The crew's step, if the job is still its own at a step that allows it (False
+        when it was reassigned, withdrawn or closed meanwhile); sent at the next flush."""
+        allowed_from, moved_to, _ = CREW_ACTIONS[action]
+        held = self.active.get(assignment_id)
+        if held is None or held[0] != sim.crew_id or held[1] not in allowed_from:
+            log.debug("crew %s: %s on assignment %s not taken", sim.name, action, assignment_id)
             return False
+        if action in ENDING:
+            del self.active[assignment_id]
+        else:
+            self.active[assignment_id] = (sim.crew_id, moved_to)
+        self.pending.append(CrewStep(assignment_id, sim.crew_id, action, self.clock.now(), note))
+        self.closing = self.closing or action == "done"
         return True
+
+    def flush(self, session: Session) -> None:
+        """Hand the crews' pending steps and position fixes to the services."""
+        steps, self.pending, self.closing = self.pending, [], False
+        for step, outcome in zip(steps, act_on_assignments(session, steps), strict=True):
+            if isinstance(outcome, FieldOpsError):
+                self.refused += 1
+                log.warning("crew %s: %s refused: %s", step.crew_id, step.action, outcome)
+        fixes, self.fixes = self.fixes, {}
+        for crew_id, crew_fixes in fixes.items():
+            record_positions(session, crew_id, crew_fixes, now=crew_fixes[-1].fix_at)
 
     def respond(self, session: Session, crew_id: int, assignment_id: int, accept: bool) -> None:
         sim = self.crews[crew_id]
         if sim.broken:
             return
         if not accept:
-            self.act(session, sim, assignment_id, "decline", "cannot take it now (simulated)")
+            self.act(sim, assignment_id, "decline", "cannot take it now (simulated)")
             return
-        if self.act(session, sim, assignment_id, "accept"):
+        if self.act(sim, assignment_id, "accept"):
             sim.queue.append(assignment_id)
-            self.next_job(session, sim)
+            self.next_job(sim)
 
     def _start_busy(self, sim: CrewSim) -> None:
         if sim.busy_since is None:
@@ -146,10 +172,10 @@ class Fleet:
         times = self.travel.travel_to(lon, lat, [from_lon], [from_lat])
         return float(times.seconds[0]) * self.behaviour.speed_factor
 
-    def next_job(self, session: Session, sim: CrewSim) -> None:
+    def next_job(self, sim: CrewSim) -> None:
         while sim.current is None and sim.queue and not sim.broken:
             assignment_id = sim.queue.pop(0)
-            if not self.act(session, sim, assignment_id, "en_route"):
+            if not self.act(sim, assignment_id, "en_route"):
                 continue
             lon, lat, _ = self.where[assignment_id]
             sim.current = assignment_id
@@ -168,15 +194,14 @@ class Fleet:
         sim = self.crews[crew_id]
         if sim.current != assignment_id:
             return
-        if not self.act(session, sim, assignment_id, "on_scene"):
+        if not self.act(sim, assignment_id, "on_scene"):
             sim.current = None
-            self.next_job(session, sim)
+            self.next_job(sim)
             return
         lon, lat, service = self.where[assignment_id]
         sim.lon, sim.lat = lon, lat
         now = self.clock.now()
-        with session.begin_nested():
-            record_positions(session, crew_id, [Fix(lon, lat, now)], now=now)
+        self.fixes.setdefault(crew_id, []).append(Fix(lon, lat, now))
         low, high = self.behaviour.work_min_by_service.get(service, self.behaviour.work_min)
         work_s = float(self.rng.uniform(low, high)) * 60.0
         self.schedule(now + timedelta(seconds=round(work_s, 1)), "done", crew_id, assignment_id)
@@ -185,9 +210,9 @@ class Fleet:
         sim = self.crews[crew_id]
         if sim.current != assignment_id:
             return
-        self.act(session, sim, assignment_id, "done")
+        self.act(sim, assignment_id, "done")
         sim.current = None
-        self.next_job(session, sim)
+        self.next_job(sim)
 
     # --- injects ----------------------------------------------------------------------------
 
@@ -224,6 +249,7 @@ class Fleet:
                     on_scene = True
         for incident_id in under_way:
             self._hand_over(session, incident_id, now)
+        self._read_active(session)  # what the breakdown changed
         sim.queue.clear()
         if not on_scene:
             sim.current = None
@@ -265,6 +291,7 @@ class Fleet:
             refresh_crew_status(session, crew)
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
+        """What the runner calls for each kind of fleet event (with the drain's session)."""
         return {
             "respond": self.respond,
             "arrive": self.arrive,

@@ -67,6 +67,7 @@ class DrillResult:
     sent: list[tuple[str, str]]  # what the drill's sender delivered: (recipient, subject)
     roster: frozenset[str]
     stranded: list[int]
+    refused_steps: int  # crews' steps the service refused (the fleet follows its rules: 0)
     db_url: str
     # Wall seconds by part of the work (intake, crews, dispatch...): for profiling only,
     # never in report.json, whose figures depend on the scenario and the seed alone.

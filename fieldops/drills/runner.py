@@ -2,8 +2,8 @@
 real scheduler jobs through a scenario on a simulated clock.
 
 Each scheduler tick is one step: every event due since the last tick (reports, crew
-steps, injects) is applied in time order in one transaction, each in a savepoint of its
-own, with runs of consecutive reports taken in by one ``submit_many`` call; then batch
+steps, injects) is applied in time order in one transaction, runs of reports taken in by
+one ``submit_many`` call and crews' steps by one ``act_on_assignments`` call; then batch
 dispatch and the scheduler jobs (escalation, notifications, emergency batches) run as in
 production, each in its own transaction.
 """
@@ -127,6 +127,8 @@ class Drill:
 
     def _take_in(self, session: Session, numbers: list[int]) -> None:
         """A run of consecutive reports through intake in one call, each at its own instant."""
+        if not numbers:
+            return
         name = self.scenario.drill.name
         submissions = []
         for n in numbers:
@@ -184,28 +186,39 @@ class Drill:
                 end_emergency(session, self.emergencies[inject.name], actor=ACTOR, now=now)
 
     def _drain(self, until: datetime) -> None:
-        """Every event due by ``until``, in order, in one transaction."""
-        handlers: dict[str, Callable[..., None]] = {
-            **self.fleet.handlers(),
-            "inject": self._inject,
-        }
+        """Every event due by ``until``, in order, in one transaction. Reports are taken in
+        by runs, crews' steps in batches (see ``fieldops.drills.fleet``): a run of reports
+        goes in before a finished job that came after it, and after one that came before."""
+        handlers = self.fleet.handlers()
+        fleet = self.fleet
         with unit_of_work(self.sessions) as session:
             with self._timed("crews"):
-                self.fleet.discover(session)
+                fleet.discover(session)
             run: list[int] = []
             while self._queue and self._queue[0][0] <= until:
                 when, _, kind, args = heapq.heappop(self._queue)
                 if kind == "arrival":
+                    if fleet.closing:
+                        self._take_in(session, run)
+                        run = []
+                        with self._timed("crews"):
+                            fleet.flush(session)
                     run.append(args[0])
                     continue
-                if run:
+                self.clock.set(max(when, self.clock.now()))
+                if kind == "inject":
                     self._take_in(session, run)
                     run = []
-                self.clock.set(max(when, self.clock.now()))
-                with self._timed("crews" if kind != "inject" else "injects"):
+                    with self._timed("crews"):
+                        fleet.flush(session)
+                    with self._timed("injects"):
+                        self._inject(session, *args)
+                    continue
+                with self._timed("crews"):
                     handlers[kind](session, *args)
-            if run:
-                self._take_in(session, run)
+            self._take_in(session, run)
+            with self._timed("crews"):
+                fleet.flush(session)
             with self._timed("commit"):
                 session.flush()
 
@@ -306,6 +319,7 @@ class Drill:
             sent=list(self.world.sender.sent),
             roster=self.world.roster,
             stranded=list(self.fleet.stranded),
+            refused_steps=self.fleet.refused,
             db_url=self.db_url,
             timings_s={k: round(v, 3) for k, v in sorted(self.timings_s.items())},
         )

@@ -63,6 +63,8 @@ def test_scenario_runs_small_with_a_full_deterministic_report(
     assert counts["resolved"] > 0
     assert report["crews"]["utilisation_mean"] > 0
     assert report["crews"]["position_fixes"] > report["crews"]["count"]  # depots, then scenes
+    # The simulated crews take no step the crew service refuses: they follow its rules.
+    assert result.refused_steps == 0
     for stage, by_district in report["response_times_by_district_s"].items():
         assert set(by_district) == set(report["districts"]), stage
         assert (
