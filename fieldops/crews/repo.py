@@ -26,6 +26,21 @@ def get_crew(session: Session, crew_id: int, *, lock: bool = False) -> Crew | No
     return session.scalars(statement).one_or_none()
 
 
+def lock_crews(session: Session, crew_ids: Sequence[int]) -> dict[int, Crew]:
+    """The crews, locked for update until the transaction ends, by id."""
+    if not crew_ids:
+        return {}
+    return {
+        crew.id: crew
+        for crew in session.scalars(
+            sa.select(Crew)
+            .where(Crew.id.in_(sorted(set(crew_ids))))
+            .order_by(Crew.id)
+            .with_for_update()
+        )
+    }
+
+
 def crew_by_name(session: Session) -> dict[str, Crew]:
     return {c.name: c for c in list_crews(session)}
 

@@ -12,12 +12,13 @@ from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.incidents.models import Incident, IncidentStatus
 
 
-def active_job_counts(session: Session) -> dict[int, int]:
-    rows = session.execute(
-        sa.select(Assignment.crew_id, sa.func.count())
-        .where(Assignment.is_active.is_(True))
-        .group_by(Assignment.crew_id)
-    ).all()
+def active_job_counts(session: Session, *, crew_ids: Sequence[int] | None = None) -> dict[int, int]:
+    """Active assignments per crew (of ``crew_ids``, else of every crew); a crew with none
+    is absent."""
+    statement = sa.select(Assignment.crew_id, sa.func.count()).where(Assignment.is_active.is_(True))
+    if crew_ids is not None:
+        statement = statement.where(Assignment.crew_id.in_(sorted(set(crew_ids))))
+    rows = session.execute(statement.group_by(Assignment.crew_id)).all()
     return {crew_id: count for crew_id, count in rows}
 
 

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from fieldops.catalog.repo import list_service_types
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.crews.repo import crew_rows, get_crew
+from fieldops.crews.repo import crew_rows, get_crew, lock_crews
+from fieldops.db.ids import give_ids
 from fieldops.dispatch import repo
 from fieldops.dispatch.batch import BatchIncident, BatchPlan, assign_greedy, assign_optimal
 from fieldops.dispatch.models import Assignment, AssignmentStatus
@@ -23,7 +24,7 @@ from fieldops.errors import Conflict, InvalidInput, NotFound
 from fieldops.escalation.service import plan_incident, plan_incidents
 from fieldops.geo.routing import Travel
 from fieldops.incidents.models import Incident, IncidentStatus
-from fieldops.incidents.repo import get_incident, lock_incident
+from fieldops.incidents.repo import get_incident, lock_incidents
 from fieldops.incidents.service import change_status, record_event
 
 
@@ -171,6 +172,17 @@ def move_incident(
     incident.updated_at = now  # a new crew on it is a change, even when the status stays
 
 
+@dataclass(frozen=True)
+class Dispatch:
+    """One crew sent to one incident; ``eta_s`` and ``travel_model`` when the caller
+    already ranked the crew (else they are computed)."""
+
+    incident_id: int
+    crew_id: int
+    eta_s: float | None = None
+    travel_model: str | None = None
+
+
 def assign_crew(
     session: Session,
     incident_id: int,
@@ -187,16 +199,13 @@ def assign_crew(
     """Send ``crew_id`` to the incident (recommended or not). A crew already on it is
     relieved (its assignment becomes ``reassigned``). Skills and capacity are enforced.
     ``skills_by_service``: the catalogue's skills by service code, when the caller has it."""
-    assignment, planned = _assign(
+    ((assignment, planned),) = assign_crews(
         session,
-        incident_id,
-        crew_id,
+        [Dispatch(incident_id, crew_id, eta_s, travel_model)],
         actor=actor,
         now=now,
         travel=travel,
         stale_after=stale_after,
-        eta_s=eta_s,
-        travel_model=travel_model,
         skills_by_service=skills_by_service,
     )
     if planned is not None:
@@ -206,61 +215,104 @@ def assign_crew(
     return assignment
 
 
-def _assign(
+def assign_crews(
     session: Session,
-    incident_id: int,
-    crew_id: int,
+    dispatches: Sequence[Dispatch],
     *,
     actor: str,
     now: datetime,
     travel: TravelModel,
     stale_after: timedelta,
-    eta_s: float | None,
-    travel_model: str | None,
-    skills_by_service: dict[str, frozenset[str]] | None,
-) -> tuple[Assignment, Incident | None]:
-    """``assign_crew`` but for planning, which the caller does (and which flushes): with
-    the incident to plan, None when the crew was on it already (no change to plan)."""
-    incident = lock_incident(session, incident_id)
-    if incident is None:
-        raise NotFound(f"no incident with id {incident_id}")
-    if not incident.is_open:
-        raise Conflict(f"incident {incident_id} is {incident.status}: reopen it before assigning")
-    crew = get_crew(session, crew_id, lock=True)
-    if crew is None:
-        raise InvalidInput.for_field("crew_id", f"no crew with id {crew_id}")
-    state = crew_state(
-        crew,
-        active_jobs=repo.active_job_count(session, crew_id),
-        now=now,
-        stale_after=stale_after,
-    )
-    current = repo.active_assignment(session, incident_id)
-    if current is not None and current.crew_id == crew_id:
-        return current, None
-    if skills_by_service is None:
-        skills_by_service = _skills_by_service(session)
-    why_not = state.can_take(skills_by_service[incident.service_code], now)
-    if why_not is not None:
-        raise Conflict(f"crew {crew.name} cannot take incident {incident_id}: {why_not}")
-    if eta_s is None or travel_model is None:
-        times = travel.travel_to(incident.lon, incident.lat, [state.lon], [state.lat])
-        eta_s, travel_model = float(times.seconds[0]), str(times.model[0])
-    if current is not None:
-        _end(current, AssignmentStatus.REASSIGNED, now=now)
-        previous = get_crew(session, current.crew_id)
+    skills_by_service: dict[str, frozenset[str]] | None = None,
+) -> list[tuple[Assignment, Incident | None]]:
+    """``assign_crew`` for many incidents, in order, with a handful of statements, but for
+    planning, which the caller does: each assignment with the incident to plan (None
+    when the crew was on it already: nothing changed). The first dispatch refused stops
+    the whole (the caller's transaction is to be rolled back)."""
+    incidents = lock_incidents(session, [d.incident_id for d in dispatches])
+    crews = lock_crews(session, [d.crew_id for d in dispatches])
+    jobs = repo.active_job_counts(session, crew_ids=list(crews))
+    current = repo.active_assignments(session, list(incidents))
+    skills = skills_by_service if skills_by_service is not None else _skills_by_service(session)
+    # First every check (and the crews' loads as the dispatches before it leave them),
+    # then the new rows with their ids, then the log, in the order of the dispatches.
+    made: list[tuple[Dispatch, Assignment, Assignment | None]] = []
+    outcomes: list[tuple[Assignment, Incident | None]] = []
+    for d in dispatches:
+        incident = incidents.get(d.incident_id)
+        if incident is None:
+            raise NotFound(f"no incident with id {d.incident_id}")
+        if not incident.is_open:
+            raise Conflict(
+                f"incident {incident.id} is {incident.status}: reopen it before assigning"
+            )
+        crew = crews.get(d.crew_id)
+        if crew is None:
+            raise InvalidInput.for_field("crew_id", f"no crew with id {d.crew_id}")
+        state = crew_state(crew, active_jobs=jobs.get(crew.id, 0), now=now, stale_after=stale_after)
+        relieved = current.get(incident.id)
+        if relieved is not None and relieved.crew_id == crew.id:
+            outcomes.append((relieved, None))
+            continue
+        why_not = state.can_take(skills[incident.service_code], now)
+        if why_not is not None:
+            raise Conflict(f"crew {crew.name} cannot take incident {incident.id}: {why_not}")
+        eta_s, travel_model = d.eta_s, d.travel_model
+        if eta_s is None or travel_model is None:
+            times = travel.travel_to(incident.lon, incident.lat, [state.lon], [state.lat])
+            eta_s, travel_model = float(times.seconds[0]), str(times.model[0])
+        assignment = _new_assignment(incident.id, crew.id, actor, now, eta_s, travel_model)
+        if relieved is not None:
+            jobs[relieved.crew_id] = jobs.get(relieved.crew_id, 1) - 1
+        jobs[crew.id] = jobs.get(crew.id, 0) + 1
+        current[incident.id] = assignment
+        made.append((d, assignment, relieved))
+        outcomes.append((assignment, incident))
+    session.add_all(a for _, a, _ in made)
+    give_ids(session, session.new)
+    touched: dict[int, Crew] = {}
+    for d, assignment, relieved in made:
+        incident, crew = incidents[d.incident_id], crews[d.crew_id]
+        touched[crew.id] = crew
+        if relieved is not None:
+            _end(relieved, AssignmentStatus.REASSIGNED, now=now)
+            record_event(
+                session,
+                incident,
+                kind="reassigned",
+                actor=actor,
+                now=now,
+                data={"from_crew_id": relieved.crew_id, "to_crew_id": crew.id},
+            )
+            if relieved.crew_id not in touched:
+                previous = get_crew(session, relieved.crew_id)
+                if previous is not None:
+                    touched[previous.id] = previous
         record_event(
             session,
             incident,
-            kind="reassigned",
+            kind="assigned",
             actor=actor,
             now=now,
-            data={"from_crew_id": current.crew_id, "to_crew_id": crew_id},
+            data={
+                "assignment_id": assignment.id,
+                "crew_id": crew.id,
+                "crew_name": crew.name,
+                "eta_s": assignment.eta_s,
+                "travel_model": assignment.travel_model,
+            },
         )
-        session.flush()
-        if previous is not None:
-            refresh_crew_status(session, previous)
-    assignment = Assignment(
+        move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
+    if made:
+        give_ids(session, session.new)
+        refresh_crew_statuses(session, list(touched.values()))  # which flushes
+    return outcomes
+
+
+def _new_assignment(
+    incident_id: int, crew_id: int, actor: str, now: datetime, eta_s: float, travel_model: str
+) -> Assignment:
+    return Assignment(
         incident_id=incident_id,
         crew_id=crew_id,
         status=AssignmentStatus.PENDING,
@@ -275,25 +327,6 @@ def _assign(
         finished_at=None,
         note="",
     )
-    session.add(assignment)
-    session.flush()
-    record_event(
-        session,
-        incident,
-        kind="assigned",
-        actor=actor,
-        now=now,
-        data={
-            "assignment_id": assignment.id,
-            "crew_id": crew_id,
-            "crew_name": crew.name,
-            "eta_s": assignment.eta_s,
-            "travel_model": travel_model,
-        },
-    )
-    move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
-    refresh_crew_status(session, crew)
-    return assignment, incident
 
 
 def withdraw_crews(session: Session, incident: Incident, *, actor: str, now: datetime) -> None:
@@ -363,21 +396,23 @@ def batch_dispatch(
     column_of = {c.crew_id: k for k, c in enumerate(crews)}
     optimal = assign_optimal(batch, crews, eta, now)
     greedy = assign_greedy(batch, crews, eta, now)
-    done = [
-        _assign(
-            session,
-            a.incident_id,
-            a.crew_id,
-            actor=actor,
-            now=now,
-            travel=travel,
-            stale_after=stale_after,
-            eta_s=a.eta_s,
-            travel_model=str(rows[row_of[a.incident_id]].model[column_of[a.crew_id]]),
-            skills_by_service=skills,
-        )
-        for a in optimal.assignments
-    ]
+    done = assign_crews(
+        session,
+        [
+            Dispatch(
+                a.incident_id,
+                a.crew_id,
+                a.eta_s,
+                str(rows[row_of[a.incident_id]].model[column_of[a.crew_id]]),
+            )
+            for a in optimal.assignments
+        ],
+        actor=actor,
+        now=now,
+        travel=travel,
+        stale_after=stale_after,
+        skills_by_service=skills,
+    )
     # Nothing in the round reads what planning writes: the incidents given a crew are
     # planned at once (which flushes), as ``assign_crew`` plans each.
     plan_incidents(session, [i for _, i in done if i is not None], now=now)
