@@ -16,7 +16,8 @@ class Emergency(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     hazard: Mapped[str] = mapped_column(String(64))
-    area = mapped_column(multipolygon_type(), nullable=False)
+    # Loaded when read (a large polygon): most uses need the factor, the box or the dates.
+    area = mapped_column(multipolygon_type(), nullable=False, deferred=True)
     # Bounding box of the area, for a cheap prefilter on both backends.
     min_lon: Mapped[float]
     min_lat: Mapped[float]

@@ -6,10 +6,11 @@ import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
+import shapely
 import sqlalchemy as sa
 from geoalchemy2.shape import to_shape
 from shapely.geometry import MultiPolygon
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from fieldops.emergencies.area import BBox, contains_points
 from fieldops.emergencies.models import Emergency
@@ -28,9 +29,23 @@ def _active(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+# Parsed areas by their stored bytes: an area never changes once declared, and intake
+# tests every report against the areas of the active emergencies.
+_SHAPES: dict[bytes | str, MultiPolygon] = {}
+
+
 def area_shape(emergency: Emergency) -> MultiPolygon:
-    shape = to_shape(emergency.area)
-    assert isinstance(shape, MultiPolygon)
+    element = emergency.area
+    data = element.data
+    key = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else str(data)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        parsed = to_shape(element)
+        assert isinstance(parsed, MultiPolygon)
+        shapely.prepare(parsed)
+        if len(_SHAPES) >= 64:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = parsed
     return shape
 
 
@@ -39,7 +54,8 @@ def bbox(emergency: Emergency) -> BBox:
 
 
 def get_emergency(session: Session, emergency_id: int, *, lock: bool = False) -> Emergency | None:
-    statement = sa.select(Emergency).where(Emergency.id == emergency_id)
+    statement = sa.select(Emergency).options(undefer(Emergency.area))
+    statement = statement.where(Emergency.id == emergency_id)
     if lock:
         statement = statement.with_for_update()
     return session.scalars(statement).one_or_none()
@@ -49,7 +65,7 @@ def list_emergencies(
     session: Session, *, active: bool | None = None, now: datetime
 ) -> Sequence[Emergency]:
     """Newest first; ``active`` True or False keeps only the active or the ended ones."""
-    statement = sa.select(Emergency)
+    statement = sa.select(Emergency).options(undefer(Emergency.area))
     if active is True:
         statement = statement.where(_active(now))
     elif active is False:
@@ -58,7 +74,13 @@ def list_emergencies(
 
 
 def active_emergencies(session: Session, *, now: datetime) -> Sequence[Emergency]:
-    return session.scalars(sa.select(Emergency).where(_active(now)).order_by(Emergency.id)).all()
+    """With their areas (intake tests reports against them)."""
+    return session.scalars(
+        sa.select(Emergency)
+        .options(undefer(Emergency.area))
+        .where(_active(now))
+        .order_by(Emergency.id)
+    ).all()
 
 
 def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -> list[Emergency]:
@@ -66,6 +88,7 @@ def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -
     in SQL (both backends), shapely decides exactly."""
     candidates = session.scalars(
         sa.select(Emergency)
+        .options(undefer(Emergency.area))
         .where(
             _active(now),
             Emergency.min_lon <= lon,
