@@ -16,8 +16,10 @@ class Emergency(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     hazard: Mapped[str] = mapped_column(String(64))
-    # Loaded when read (a large polygon): most uses need the factor, the box or the dates.
+    # Loaded when read (a large polygon): most uses need the factor, the box or the dates,
+    # and a process keeps each area it parsed under its digest (``repo.area_shape``).
     area = mapped_column(multipolygon_type(), nullable=False, deferred=True)
+    area_digest: Mapped[str] = mapped_column(String(64), default="")  # SHA-256 of its WKB
     # Bounding box of the area, for a cheap prefilter on both backends.
     min_lon: Mapped[float]
     min_lat: Mapped[float]

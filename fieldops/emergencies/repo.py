@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,7 +11,7 @@ import shapely
 import sqlalchemy as sa
 from geoalchemy2.shape import to_shape
 from shapely.geometry import MultiPolygon
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from fieldops.emergencies.area import BBox, contains_points
 from fieldops.emergencies.models import Emergency
@@ -29,23 +30,28 @@ def _active(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-# Parsed areas by their stored bytes: an area never changes once declared, and intake
-# tests every report against the areas of the active emergencies.
-_SHAPES: dict[bytes | str, MultiPolygon] = {}
+# Parsed areas by digest: an area never changes once declared, and intake tests every
+# report against the areas of the active emergencies.
+_SHAPES: dict[str, MultiPolygon] = {}
+
+
+def area_digest(area: MultiPolygon) -> str:
+    return hashlib.sha256(shapely.to_wkb(area)).hexdigest()
 
 
 def area_shape(emergency: Emergency) -> MultiPolygon:
-    element = emergency.area
-    data = element.data
-    key = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else str(data)
-    shape = _SHAPES.get(key)
+    """The emergency's area, parsed (and prepared) once per process: the polygon is read
+    from the database only the first time."""
+    shape = _SHAPES.get(emergency.area_digest) if emergency.area_digest else None
     if shape is None:
-        parsed = to_shape(element)
+        parsed = to_shape(emergency.area)
         assert isinstance(parsed, MultiPolygon)
         shapely.prepare(parsed)
-        if len(_SHAPES) >= 64:
-            _SHAPES.clear()
-        shape = _SHAPES[key] = parsed
+        shape = parsed
+        if emergency.area_digest:
+            if len(_SHAPES) >= 64:
+                _SHAPES.clear()
+            _SHAPES[emergency.area_digest] = shape
     return shape
 
 
@@ -54,8 +60,7 @@ def bbox(emergency: Emergency) -> BBox:
 
 
 def get_emergency(session: Session, emergency_id: int, *, lock: bool = False) -> Emergency | None:
-    statement = sa.select(Emergency).options(undefer(Emergency.area))
-    statement = statement.where(Emergency.id == emergency_id)
+    statement = sa.select(Emergency).where(Emergency.id == emergency_id)
     if lock:
         statement = statement.with_for_update()
     return session.scalars(statement).one_or_none()
@@ -65,7 +70,7 @@ def list_emergencies(
     session: Session, *, active: bool | None = None, now: datetime
 ) -> Sequence[Emergency]:
     """Newest first; ``active`` True or False keeps only the active or the ended ones."""
-    statement = sa.select(Emergency).options(undefer(Emergency.area))
+    statement = sa.select(Emergency)
     if active is True:
         statement = statement.where(_active(now))
     elif active is False:
@@ -74,13 +79,7 @@ def list_emergencies(
 
 
 def active_emergencies(session: Session, *, now: datetime) -> Sequence[Emergency]:
-    """With their areas (intake tests reports against them)."""
-    return session.scalars(
-        sa.select(Emergency)
-        .options(undefer(Emergency.area))
-        .where(_active(now))
-        .order_by(Emergency.id)
-    ).all()
+    return session.scalars(sa.select(Emergency).where(_active(now)).order_by(Emergency.id)).all()
 
 
 def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -> list[Emergency]:
@@ -88,7 +87,6 @@ def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -
     in SQL (both backends), shapely decides exactly."""
     candidates = session.scalars(
         sa.select(Emergency)
-        .options(undefer(Emergency.area))
         .where(
             _active(now),
             Emergency.min_lon <= lon,

@@ -109,6 +109,7 @@ def declare_emergency(
         name=new.name,
         hazard=new.hazard,
         area=from_shape(area, srid=SRID),
+        area_digest=repo.area_digest(area),
         min_lon=min_lon,
         min_lat=min_lat,
         max_lon=max_lon,

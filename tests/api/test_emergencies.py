@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+import shapely
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
+from statements import counting_statements
 
 from fieldops.auth.models import Role
 from fieldops.clock import ManualClock
@@ -551,3 +553,27 @@ def test_the_batch_job_skips_emergencies_with_batching_off_or_ended(
     assert run_batch(jobs) == []
     detail = ok(app_client.get(f"/api/v1/incidents/{flood}", headers=dispatcher))
     assert detail["status"] == "open"
+
+
+def test_an_area_is_read_from_the_database_once_per_process(
+    engine: sa.Engine,
+    sessions: sessionmaker[Session],
+    declare: Callable[..., httpx.Response],
+) -> None:
+    """Intake tests every report against the active areas: the polygon is read and parsed
+    the first time only, and what is kept is the declared area."""
+    from fieldops.emergencies.models import Emergency
+    from fieldops.emergencies.repo import area_shape
+
+    emergency_id = ok(declare(), 201)["id"]
+    with sessions() as session:
+        first = session.get(Emergency, emergency_id)
+        assert first is not None and len(first.area_digest) == 64
+        shape = area_shape(first)  # read now, or parsed already when the reply showed it
+    assert shape.equals(shapely.MultiPolygon([shapely.Polygon(WEST_BANK)]))
+    with sessions() as session:
+        again = session.get(Emergency, emergency_id)
+        assert again is not None
+        with counting_statements(engine) as read:
+            assert area_shape(again) is shape
+        assert read[0] == 0
