@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from fieldops.crews.models import Crew, CrewPosition, CrewStatus
-from fieldops.crews.repo import crew_by_name, get_crew, known_fix_times
+from fieldops.crews.repo import crew_by_name, known_fix_times_of, lock_crews
 from fieldops.crews.spec import CrewSpec
+from fieldops.db.ids import give_ids
 from fieldops.errors import FieldProblem, InvalidInput, NotFound
 
 
@@ -99,23 +100,40 @@ def record_positions(
     ]
     if problems:
         raise InvalidInput("; ".join(f"{p.field} {p.reason}" for p in problems), problems)
-    crew = get_crew(session, crew_id, lock=True)
-    if crew is None:
-        raise NotFound(f"no crew with id {crew_id}")
-    unique = {f.fix_at: f for f in fixes}
-    already = known_fix_times(session, crew_id, list(unique))
-    fresh = [f for at, f in sorted(unique.items()) if at not in already]
-    for fix in fresh:
-        session.add(
-            CrewPosition(
-                crew_id=crew_id, lon=fix.lon, lat=fix.lat, fix_at=fix.fix_at, received_at=now
-            )
+    return record_fleet_positions(session, {crew_id: fixes}, now=now)[crew_id]
+
+
+def record_fleet_positions(
+    session: Session, fixes: Mapping[int, Sequence[Fix]], *, now: datetime
+) -> dict[int, FixesOutcome]:
+    """``record_positions`` for many crews at once, with a handful of statements (fixes
+    already checked): the outcome by crew id. An unknown crew is NotFound."""
+    crews = lock_crews(session, list(fixes))
+    missing = sorted(set(fixes) - set(crews))
+    if missing:
+        raise NotFound(f"no crew with id {missing[0]}")
+    unique = {crew_id: {f.fix_at: f for f in crew_fixes} for crew_id, crew_fixes in fixes.items()}
+    already = known_fix_times_of(
+        session, list(unique), sorted({at for by_time in unique.values() for at in by_time})
+    )
+    outcomes: dict[int, FixesOutcome] = {}
+    for crew_id, by_time in unique.items():
+        crew = crews[crew_id]
+        fresh = [f for at, f in sorted(by_time.items()) if (crew_id, at) not in already]
+        session.add_all(
+            CrewPosition(crew_id=crew_id, lon=f.lon, lat=f.lat, fix_at=f.fix_at, received_at=now)
+            for f in fresh
         )
-    moved = False
-    if fresh:
-        newest = fresh[-1]
-        if crew.last_fix_at is None or newest.fix_at > crew.last_fix_at:
-            crew.last_lon, crew.last_lat, crew.last_fix_at = newest.lon, newest.lat, newest.fix_at
-            moved = True
+        moved = False
+        if fresh:
+            newest = fresh[-1]
+            if crew.last_fix_at is None or newest.fix_at > crew.last_fix_at:
+                crew.last_lon, crew.last_lat = newest.lon, newest.lat
+                crew.last_fix_at = newest.fix_at
+                moved = True
+        outcomes[crew_id] = FixesOutcome(
+            stored=len(fresh), repeated=len(fixes[crew_id]) - len(fresh), moved=moved
+        )
+    give_ids(session, session.new)
     session.flush()
-    return FixesOutcome(stored=len(fresh), repeated=len(fixes) - len(fresh), moved=moved)
+    return outcomes

@@ -22,6 +22,16 @@ def active_job_counts(session: Session, *, crew_ids: Sequence[int] | None = None
     return {crew_id: count for crew_id, count in rows}
 
 
+def active_jobs_of_crew() -> sa.ScalarSelect[int]:
+    """The number of active assignments of the crew of the enclosing query."""
+    return (
+        sa.select(sa.func.count())
+        .where(Assignment.crew_id == Crew.id, Assignment.is_active.is_(True))
+        .correlate(Crew)
+        .scalar_subquery()
+    )
+
+
 def active_job_count(session: Session, crew_id: int) -> int:
     """``active_job_counts`` for one crew."""
     count = session.scalar(

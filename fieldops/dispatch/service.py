@@ -68,14 +68,23 @@ def crew_state(crew: Crew, *, active_jobs: int, now: datetime, stale_after: time
     )
 
 
-def crew_states(session: Session, *, now: datetime, stale_after: timedelta) -> list[CrewState]:
-    """Every crew's state, by crew id. Read as plain rows, not as ORM objects: a batch
-    round reads every crew but changes only the few it assigns. (The flush makes the rows
-    show what crews in the session were changed to, as the objects would.)"""
+def crew_states(
+    session: Session, *, now: datetime, stale_after: timedelta, able_only: bool = False
+) -> list[CrewState]:
+    """Every crew's state, by crew id (``able_only``: only the crews that can take one
+    more job at ``now``: on duty, on shift, below capacity; in a storm most are not).
+    Read as plain rows, not as ORM objects: a batch round reads the crews but changes only
+    the few it assigns. (The flush makes the rows show what crews in the session were
+    changed to, as the objects would.)"""
     session.flush()
     counts = repo.active_job_counts(session)
+    rows = (
+        crew_rows(session, able_at=now, jobs=repo.active_jobs_of_crew())
+        if able_only
+        else crew_rows(session)
+    )
     states = []
-    for row in crew_rows(session):
+    for row in rows:
         stale = row.last_fix_at is None or now - row.last_fix_at > stale_after
         if row.last_lon is not None and row.last_lat is not None:
             lon, lat = row.last_lon, row.last_lat
@@ -379,7 +388,9 @@ def batch_dispatch(
         repo.unassigned_open_incidents(session, district_ids=district_ids, bbox=bbox),
         key=lambda i: (i.opened_at, i.id),  # report order: what the greedy baseline follows
     )
-    crews = crew_states(session, now=now, stale_after=stale_after) if incidents else []
+    crews = (
+        crew_states(session, now=now, stale_after=stale_after, able_only=True) if incidents else []
+    )
     if not incidents or not crews:
         empty = BatchPlan([], [i.id for i in incidents], 0.0, 0.0)
         return BatchResult(empty, empty, [])

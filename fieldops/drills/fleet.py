@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.crews.service import Fix, record_positions
+from fieldops.crews.service import Fix, record_fleet_positions
 from fieldops.dispatch import repo as dispatch_repo
 from fieldops.dispatch.crew_steps import (
     CREW_ACTIONS,
@@ -145,8 +145,9 @@ class Fleet:
                 self.refused += 1
                 log.warning("crew %s: %s refused: %s", step.crew_id, step.action, outcome)
         fixes, self.fixes = self.fixes, {}
-        for crew_id, crew_fixes in fixes.items():
-            record_positions(session, crew_id, crew_fixes, now=crew_fixes[-1].fix_at)
+        if fixes:
+            newest = max(f.fix_at for crew_fixes in fixes.values() for f in crew_fixes)
+            record_fleet_positions(session, fixes, now=newest)
 
     def respond(self, session: Session, crew_id: int, assignment_id: int, accept: bool) -> None:
         sim = self.crews[crew_id]

@@ -20,7 +20,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
 from fieldops.catalog.repo import list_service_types
-from fieldops.crews.repo import list_crews
+from fieldops.crews.repo import crew_names as crew_names_of
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.ranking import CrewState, rank_crews
 from fieldops.dispatch.repo import active_assignments
@@ -69,7 +69,9 @@ class EscalationActions:
             session, [i.id for i, step in due if Action(step.action) in NEEDS_ASSIGNMENT]
         )
         crew_names = (
-            {c.id: c.name for c in list_crews(session)} if Action.REMIND_CREW in actions else {}
+            crew_names_of(session, [a.crew_id for a in active.values()])
+            if Action.REMIND_CREW in actions
+            else {}
         )
         ranking = None
         if Action.REASSIGN in actions:
@@ -217,6 +219,8 @@ class TickActions:
         current = self.active.get(incident.id)
         if current is None:
             return "no crew assigned to remind"
+        if current.crew_id not in self.crew_names:  # a crew the tick itself assigned
+            self.crew_names.update(crew_names_of(self.session, [current.crew_id]))
         name = self.crew_names.get(current.crew_id, str(current.crew_id))
         self._notify(
             f"crew:{current.crew_id}",
