@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,11 +21,13 @@ def crew_rows(
     *,
     able_at: datetime | None = None,
     jobs: sa.ScalarSelect[int] | None = None,
-) -> Sequence[sa.Row[tuple[object, ...]]]:
-    """Every crew as a plain row (the columns of ``Crew`` by name), by id; ``able_at``:
-    only the crews that could take one more job then (on duty, on shift, and fewer than
-    their capacity of active ``jobs``, a count correlated with the crew)."""
-    statement = sa.select(*Crew.__table__.columns)
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
+) -> Sequence[sa.Row[tuple[Any, ...]]]:
+    """Every crew as a plain row (the ``columns``, by default those of ``Crew``, by
+    name), by id; ``able_at``: only the crews that could take one more job then (on duty,
+    on shift, and fewer than their capacity of active ``jobs``, a count correlated with
+    the crew)."""
+    statement = sa.select(*(columns if columns is not None else Crew.__table__.columns))
     if able_at is not None:
         statement = statement.where(
             Crew.status != CrewStatus.OFF_DUTY,
@@ -33,7 +36,8 @@ def crew_rows(
         )
         if jobs is not None:
             statement = statement.where(jobs < Crew.capacity)
-    return session.execute(statement.order_by(Crew.id)).all()
+    # On the session's connection, not through the ORM: plain rows, at about half the cost.
+    return session.connection().execute(statement.order_by(Crew.id)).all()
 
 
 def crew_names(session: Session, crew_ids: Sequence[int]) -> dict[int, str]:

@@ -68,6 +68,24 @@ def crew_state(crew: Crew, *, active_jobs: int, now: datetime, stale_after: time
     )
 
 
+# What a crew's state is made of, in the order ``crew_states`` unpacks it.
+_STATE_COLUMNS = (
+    Crew.id,
+    Crew.name,
+    Crew.skills,
+    Crew.capacity,
+    Crew.home_district_id,
+    Crew.status,
+    Crew.shift_starts_at,
+    Crew.shift_ends_at,
+    Crew.last_lon,
+    Crew.last_lat,
+    Crew.last_fix_at,
+    Crew.depot_lon,
+    Crew.depot_lat,
+)
+
+
 def crew_states(
     session: Session, *, now: datetime, stale_after: timedelta, able_only: bool = False
 ) -> list[CrewState]:
@@ -78,32 +96,48 @@ def crew_states(
     changed to, as the objects would.)"""
     session.flush()
     counts = repo.active_job_counts(session)
-    rows = (
-        crew_rows(session, able_at=now, jobs=repo.active_jobs_of_crew())
-        if able_only
-        else crew_rows(session)
+    rows = crew_rows(
+        session,
+        able_at=now if able_only else None,
+        jobs=repo.active_jobs_of_crew() if able_only else None,
+        columns=_STATE_COLUMNS,
     )
+    skill_sets: dict[tuple[str, ...], frozenset[str]] = {}
     states = []
-    for row in rows:
-        stale = row.last_fix_at is None or now - row.last_fix_at > stale_after
-        if row.last_lon is not None and row.last_lat is not None:
-            lon, lat = row.last_lon, row.last_lat
-        else:
-            lon, lat = row.depot_lon, row.depot_lat
+    for (
+        crew_id,
+        name,
+        skills,
+        capacity,
+        home_district_id,
+        status,
+        starts,
+        ends,
+        last_lon,
+        last_lat,
+        last_fix_at,
+        depot_lon,
+        depot_lat,
+    ) in rows:
+        known = last_lon is not None and last_lat is not None
+        key = tuple(skills)
+        skill_set = skill_sets.get(key)
+        if skill_set is None:
+            skill_set = skill_sets[key] = frozenset(skills)
         states.append(
             CrewState(
-                crew_id=row.id,
-                name=row.name,
-                skills=frozenset(row.skills),
-                capacity=row.capacity,
-                active_jobs=counts.get(row.id, 0),
-                home_district_id=row.home_district_id,
-                on_duty=row.status != CrewStatus.OFF_DUTY,
-                shift_starts_at=row.shift_starts_at,
-                shift_ends_at=row.shift_ends_at,
-                lon=lon,
-                lat=lat,
-                position_stale=stale,
+                crew_id=crew_id,
+                name=name,
+                skills=skill_set,
+                capacity=capacity,
+                active_jobs=counts.get(crew_id, 0),
+                home_district_id=home_district_id,
+                on_duty=status != CrewStatus.OFF_DUTY,
+                shift_starts_at=starts,
+                shift_ends_at=ends,
+                lon=last_lon if known else depot_lon,
+                lat=last_lat if known else depot_lat,
+                position_stale=last_fix_at is None or now - last_fix_at > stale_after,
             )
         )
     return states

@@ -5,8 +5,8 @@ A crew decides on what it knows of its jobs: the fleet reads its crews' active a
 the start of every drain (what dispatch and escalation changed since) and follows its own
 steps from there, so it takes no step the service would refuse. The steps go to the crew
 service in batches (``act_on_assignments``) when the runner flushes the fleet: before a
-report that comes after a finished job (the report must find that incident resolved, as it
-would in the city), before an inject, and at the end of the drain.
+report that comes after a finished job nearby (the report must find that incident resolved,
+as it would in the city), before an inject, and at the end of the drain.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from fieldops.dispatch.service import (
 from fieldops.drills.model import ACTOR, STALE_AFTER, CrewSim
 from fieldops.drills.spec import Behaviour
 from fieldops.errors import Conflict, FieldOpsError
+from fieldops.geo.crs import local_metres
 from fieldops.incidents.models import Incident
 
 log = logging.getLogger("fieldops.drills")
@@ -79,7 +80,7 @@ class Fleet:
         self.active: dict[int, tuple[int, AssignmentStatus]] = {}
         self.pending: list[CrewStep] = []
         self.fixes: dict[int, list[Fix]] = {}
-        self.closing = False  # a pending step finishes a job (resolves its incident)
+        self.closing: list[tuple[float, float]] = []  # where pending steps finish jobs
         self.refused = 0  # pending steps the service refused all the same (none expected)
 
     def _s(self, when: datetime) -> float:
@@ -134,12 +135,23 @@ class Fleet:
         else:
             self.active[assignment_id] = (sim.crew_id, moved_to)
         self.pending.append(CrewStep(assignment_id, sim.crew_id, action, self.clock.now(), note))
-        self.closing = self.closing or action == "done"
+        if action == "done":
+            lon, lat, _ = self.where[assignment_id]
+            self.closing.append((lon, lat))
         return True
+
+    def closes_within(self, lon: float, lat: float, metres: float) -> bool:
+        """Whether a pending step finishes a job within ``metres`` of the point: a report
+        there could be a duplicate of that job's incident, so it must find it resolved."""
+        if not self.closing:
+            return False
+        lons, lats = zip(*self.closing, strict=True)
+        dx_m, dy_m = local_metres(lon, lat, lons, lats)
+        return bool(np.any(np.hypot(dx_m, dy_m) <= metres))
 
     def flush(self, session: Session) -> None:
         """Hand the crews' pending steps and position fixes to the services."""
-        steps, self.pending, self.closing = self.pending, [], False
+        steps, self.pending, self.closing = self.pending, [], []
         for step, outcome in zip(steps, act_on_assignments(session, steps), strict=True):
             if isinstance(outcome, FieldOpsError):
                 self.refused += 1

@@ -188,9 +188,13 @@ class Drill:
     def _drain(self, until: datetime) -> None:
         """Every event due by ``until``, in order, in one transaction. Reports are taken in
         by runs, crews' steps in batches (see ``fieldops.drills.fleet``): a run of reports
-        goes in before a finished job that came after it, and after one that came before."""
+        goes in before a finished job that came after it, and after one nearby that came
+        before."""
         handlers = self.fleet.handlers()
         fleet = self.fleet
+        # A report can only be a duplicate of an incident this close (twice the widest
+        # duplicate radius of the catalogue, to be safe).
+        reach_m = 2.0 * max(s.duplicate_radius_m for s in self.world.context.services.values())
         with unit_of_work(self.sessions) as session:
             with self._timed("crews"):
                 fleet.discover(session)
@@ -198,7 +202,8 @@ class Drill:
             while self._queue and self._queue[0][0] <= until:
                 when, _, kind, args = heapq.heappop(self._queue)
                 if kind == "arrival":
-                    if fleet.closing:
+                    arrival = self.arrivals[args[0]]
+                    if fleet.closes_within(arrival.lon, arrival.lat, reach_m):
                         self._take_in(session, run)
                         run = []
                         with self._timed("crews"):
