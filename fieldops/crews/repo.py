@@ -21,8 +21,8 @@ def crew_rows(
     *,
     able_at: datetime | None = None,
     jobs: sa.ScalarSelect[int] | None = None,
-    columns: Sequence[sa.ColumnElement[Any]] | None = None,
-) -> Sequence[sa.Row[tuple[Any, ...]]]:
+    columns: Sequence[Any] | None = None,
+) -> Sequence[Any]:
     """Every crew as a plain row (the ``columns``, by default those of ``Crew``, by
     name), by id; ``able_at``: only the crews that could take one more job then (on duty,
     on shift, and fewer than their capacity of active ``jobs``, a count correlated with

@@ -128,9 +128,12 @@ def unassigned_open_incidents(
     *,
     district_ids: Sequence[int] = (),
     bbox: tuple[float, float, float, float] | None = None,
+    incident_ids: Sequence[int] | None = None,
     limit: int = 5000,
 ) -> Sequence[Incident]:
     statement = sa.select(Incident).where(Incident.status == IncidentStatus.OPEN)
+    if incident_ids is not None:
+        statement = statement.where(Incident.id.in_(sorted(set(incident_ids))))
     if district_ids:
         statement = statement.where(Incident.district_id.in_(list(district_ids)))
     if bbox is not None:

@@ -416,10 +416,14 @@ def batch_dispatch(
     stale_after: timedelta,
     district_ids: Sequence[int] = (),
     bbox: tuple[float, float, float, float] | None = None,
+    incident_ids: Sequence[int] | None = None,
 ) -> BatchResult:
-    """Assign every unassigned open incident (in the area, if given) at once, optimally."""
+    """Assign every unassigned open incident (in the districts or box, or among
+    ``incident_ids``, if given) at once, optimally."""
     incidents = sorted(
-        repo.unassigned_open_incidents(session, district_ids=district_ids, bbox=bbox),
+        repo.unassigned_open_incidents(
+            session, district_ids=district_ids, bbox=bbox, incident_ids=incident_ids
+        ),
         key=lambda i: (i.opened_at, i.id),  # report order: what the greedy baseline follows
     )
     crews = (

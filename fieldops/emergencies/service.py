@@ -21,7 +21,6 @@ from fieldops.dispatch.service import TravelModel, batch_dispatch
 from fieldops.districts.repo import district_shapes
 from fieldops.emergencies import repo
 from fieldops.emergencies.area import (
-    BBox,
     as_multipolygon,
     bbox_of,
     contains_points,
@@ -245,12 +244,9 @@ def run_batch_round(
     stale_after: timedelta,
 ) -> BatchRound:
     """One batch-dispatch round over the emergency's area: every unassigned open incident
-    inside it gets the optimal crew at once; nothing outside the area is touched.
-
-    Batch dispatch filters by bounding box; an incident in the box but outside the area
-    (a concave or multi-part area) must not be swept in, so then the round goes point by
-    point (each inside incident's own degenerate box) and gives up joint optimality for
-    exactness. Flushes, never commits."""
+    inside it gets the optimal crew at once; nothing outside the area is touched (the
+    round is given the inside incidents by id: a concave or multi-part area's box holds
+    incidents outside it). Flushes, never commits."""
     emergency = repo.get_emergency(session, emergency_id)
     if emergency is None or not repo.is_active(emergency, now=now):
         return BatchRound(emergency_id, skipped="not active")
@@ -260,41 +256,19 @@ def run_batch_round(
     candidates = unassigned_open_incidents(session, bbox=repo.bbox(emergency))
     inside_mask = contains_points(area, [i.lon for i in candidates], [i.lat for i in candidates])
     inside = [i for i, m in zip(candidates, inside_mask, strict=True) if m]
-    outside = [i for i, m in zip(candidates, inside_mask, strict=True) if not m]
     if not inside:
         return BatchRound(emergency_id)
-    tight = bbox_of(shapely.MultiPoint([(i.lon, i.lat) for i in inside]))
-    windows: list[BBox] = (
-        [(i.lon, i.lat, i.lon, i.lat) for i in inside]
-        if any(_in_box(i, tight) for i in outside)
-        else [tight]
+    result = batch_dispatch(
+        session,
+        actor=f"scheduler:emergency-{emergency_id}",
+        now=now,
+        travel=travel,
+        stale_after=stale_after,
+        incident_ids=[i.id for i in inside],
     )
-    actor = f"scheduler:emergency-{emergency_id}"
-    assigned: list[int] = []
-    for window in windows:
-        result = batch_dispatch(
-            session, actor=actor, now=now, travel=travel, stale_after=stale_after, bbox=window
-        )
-        assigned.extend(a.incident_id for a in result.assignments)
-    done = set(assigned)
-    late = [session.get(Incident, i) for i in sorted(done - {i.id for i in inside})]
-    strays = [
-        i.id for i in late if i is not None and not contains_points(area, [i.lon], [i.lat])[0]
-    ]
-    if strays:
-        # Only an incident opened in the box meanwhile (PostGIS, read committed) gets here:
-        # undo the round rather than assign outside the area; the next tick runs it again.
-        raise Conflict(
-            f"emergency {emergency_id}: incidents {strays} appeared outside the area "
-            "during the batch round; the round is rolled back"
-        )
+    done = {a.incident_id for a in result.assignments}
     return BatchRound(
         emergency_id,
         assigned=sorted(done),
         waiting=[i.id for i in inside if i.id not in done],
     )
-
-
-def _in_box(incident: Incident, box: BBox) -> bool:
-    min_lon, min_lat, max_lon, max_lat = box
-    return min_lon <= incident.lon <= max_lon and min_lat <= incident.lat <= max_lat
