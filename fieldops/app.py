@@ -13,7 +13,8 @@ from fieldops.api.errors import install_error_handlers
 from fieldops.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from fieldops.api.ratelimit import IntakeRateLimitMiddleware
 from fieldops.api.responses import PROBLEM_RESPONSES
-from fieldops.api.router import build_router
+from fieldops.api.router import include_routes
+from fieldops.api.worker import freeze_startup_objects
 from fieldops.clock import Clock, SystemClock
 from fieldops.config import Settings
 from fieldops.db.engine import make_engine, make_sessionmaker
@@ -52,7 +53,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.state.fieldops = state
     install_error_handlers(app)
-    app.include_router(build_router())
+    include_routes(app)
     # Innermost of the three: it reads an Open311 form's key after the size check.
     app.add_middleware(IntakeRateLimitMiddleware, state=state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -79,4 +80,6 @@ def jobs_for(state: AppState) -> Jobs:
 
 def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` and worker processes: settings from FIELDOPS_*."""
-    return create_app(Settings())
+    app = create_app(Settings())
+    freeze_startup_objects()
+    return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from fieldops.api.deps import ReadSession
 from fieldops.api.responses import JSONBody
@@ -38,15 +38,23 @@ def readyz(session: ReadSession) -> JSONBody:
     return JSONBody({"status": "ready", "schema": revision})
 
 
-def build_router() -> APIRouter:
-    router = APIRouter()
+def include_routes(app: FastAPI) -> None:
+    """Add every route to ``app``.
+
+    FastAPI tries routes one by one, router after router, each time a request comes in, at
+    a few microseconds a route. So the parts are included in the app directly (a router
+    gathering them would be one more level to walk, twice a request), and intake's parts
+    come first: the dispatcher's ``POST /api/v1/incidents`` leads the incidents routes,
+    Open311's ``POST requests`` follows them. No two parts share a path, so their order
+    changes which route answers nothing, only how soon it is found.
+    """
     for part in (
-        health,
         incidents_router,
+        open311_router,
+        health,
         districts_router,
         services_router,
         keys_router,
-        open311_router,
         crews_router,
         crew_page_router,
         dispatch_router,
@@ -55,5 +63,4 @@ def build_router() -> APIRouter:
         drills_router,
         map_router,
     ):
-        router.include_router(part)
-    return router
+        app.include_router(part)
