@@ -42,8 +42,11 @@ class Channel(StrEnum):
 class Incident(Base):
     __tablename__ = "incidents"
     __table_args__ = (
-        # The duplicate search: open incidents of one group near a point, recently reported.
-        Index("ix_incidents_dup_search", "service_group", "is_open", "lat"),
+        # The duplicate search: open incidents of one group near a point, recently reported
+        # (every column it filters on, so it reads the index alone).
+        Index(
+            "ix_incidents_dup_search", "service_group", "is_open", "lat", "lon", "last_report_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
