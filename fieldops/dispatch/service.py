@@ -212,7 +212,9 @@ def move_incident(
     """Move the incident, which the caller holds locked, to ``status``; the caller flushes
     and re-plans it (``plan_incident``) once every change of its use case is in."""
     change_status(session, incident, status, actor=actor, now=now, note=note or None)
-    incident.updated_at = now  # a new crew on it is a change, even when the status stays
+    # A new crew on it is a change, even when the status stays (and a step applied late,
+    # after a newer change, does not move the time back).
+    incident.updated_at = max(incident.updated_at, now)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def change_status(
     incident.closed_at = now if status.is_closed else None
     if note:
         incident.status_notes = note
-    incident.updated_at = now
+    incident.updated_at = max(incident.updated_at, now)  # a late-applied step never goes back
 
 
 def update_incident(
