@@ -104,7 +104,8 @@ def lock_assignments_for_steps(
         .join(Incident, Incident.id == Assignment.incident_id)
         .join(Crew, Crew.id == Assignment.crew_id)
         .where(Assignment.id.in_(sorted(set(assignment_ids))))
-        .order_by(Assignment.id)
+        # Incidents locked in id order, as everywhere else (no deadlock with intake).
+        .order_by(Incident.id, Assignment.id)
         .with_for_update(of=[Assignment.__table__, Incident.__table__])
     ).all()
     return {a.id: (a, i, c) for a, i, c in rows}

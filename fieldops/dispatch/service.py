@@ -180,10 +180,10 @@ def refresh_crew_status(session: Session, crew: Crew) -> None:
 def refresh_crew_statuses(session: Session, crews: Sequence[Crew]) -> None:
     """``refresh_crew_status`` for many crews with one query (the session is flushed
     first, so the assignments' changes count)."""
+    session.flush()  # always: callers plan next, from what is in the table
     on_duty = [c for c in crews if c.status != CrewStatus.OFF_DUTY]
     if not on_duty:
         return
-    session.flush()
     steps = repo.active_assignment_statuses(session, [c.id for c in on_duty])
     for crew in on_duty:
         crew.status = crew_status_for(steps.get(crew.id, set()))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from statements import counting_statements
 
 from fieldops.clock import ManualClock
-from fieldops.crews.models import Crew
+from fieldops.crews.models import Crew, CrewStatus
 from fieldops.db.engine import unit_of_work
 from fieldops.dispatch.crew_steps import CrewStep, act_on_assignment, act_on_assignments
 from fieldops.dispatch.models import Assignment
@@ -236,3 +236,38 @@ def test_the_statements_of_a_batch_do_not_grow_with_its_steps(
         return counted[0]
 
     assert statements(4) == statements(1)
+
+
+def test_an_off_duty_crew_declining_cancels_the_acknowledge_ladder(
+    sessions: sessionmaker[Session], clock: ManualClock, assigned: list[Assignment]
+) -> None:
+    """Planning after a step reads the step from the table, even when no crew's status is
+    refreshed (an off-duty crew keeps its status)."""
+    a = assigned[0]
+    with unit_of_work(sessions) as session:
+        crew = session.get(Crew, a.crew_id)
+        assert crew is not None
+        crew.status = CrewStatus.OFF_DUTY
+    with unit_of_work(sessions) as session:
+        act_on_assignment(
+            session,
+            a.id,
+            crew_id=a.crew_id,
+            action="decline",
+            version=None,
+            note="off duty",
+            actor=f"crew:{a.crew_id}",
+            now=clock.now(),
+        )
+    with sessions() as session:
+        incident = session.get(Incident, a.incident_id)
+        assert incident is not None and incident.status == "open"
+        assert incident.acknowledge_due_at is None
+        waiting = session.scalars(
+            sa.select(EscalationStep.key).where(
+                EscalationStep.incident_id == a.incident_id,
+                EscalationStep.deadline == "acknowledge",
+                EscalationStep.status == "planned",
+            )
+        ).all()
+        assert waiting == []
