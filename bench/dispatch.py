@@ -44,6 +44,7 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
 from bench.common import Row, median_seconds, percentile
+from bench.intake_bodies import SERVICE_MIX
 from fieldops.dispatch.batch import (
     INFEASIBLE,
     PRIORITY_WEIGHT,
@@ -71,18 +72,8 @@ NOW = datetime(2025, 4, 15, 18, 0, tzinfo=UTC)
 GRAPH_DISTRICTS = ("5", "11")  # Le Plateau-Mont-Royal, Outremont
 # Priority mix of a surge (from the issue): 1 life safety .. 5 routine.
 PRIORITY_MIX = {1: 0.05, 2: 0.20, 3: 0.30, 4: 0.35, 5: 0.10}
-# Service mix of incoming reports: the same mix bench/intake_api.py sends (catalogue codes);
-# each incident needs the skills the catalogue (layers/city.toml) gives its service.
-SERVICE_MIX = {
-    "pothole": 0.30,
-    "rats": 0.12,
-    "fallen_tree": 0.15,
-    "snow_ice": 0.15,
-    "flooding": 0.10,
-    "traffic_signal_out": 0.10,
-    "dead_animal": 0.04,
-    "wildlife": 0.04,
-}
+# Incoming reports follow the intake benchmark's service mix (SERVICE_MIX); each incident
+# needs the skills the catalogue (layers/city.toml) gives its service.
 # A surge is concentrated in time, so most crews are free: a few are finishing one job,
 # a few are off duty. Capacities are the demo crew's, capped at 2 (the issue: 1-2).
 BUSY_SHARE = 0.15
