@@ -68,7 +68,7 @@ def crew_state(crew: Crew, *, active_jobs: int, now: datetime, stale_after: time
     )
 
 
-# What a crew's state is made of, in the order ``crew_states`` unpacks it.
+# What a crew's state is made of, in the order ``crew_states`` unpacks it (then its jobs).
 _STATE_COLUMNS = (
     Crew.id,
     Crew.name,
@@ -95,12 +95,12 @@ def crew_states(
     the few it assigns. (The flush makes the rows show what crews in the session were
     changed to, as the objects would.)"""
     session.flush()
-    counts = repo.active_job_counts(session)
+    jobs = repo.active_jobs_of_crew()  # read with each crew, in the same statement
     rows = crew_rows(
         session,
         able_at=now if able_only else None,
-        jobs=repo.active_jobs_of_crew() if able_only else None,
-        columns=_STATE_COLUMNS,
+        jobs=jobs if able_only else None,
+        columns=(*_STATE_COLUMNS, jobs.label("active_jobs")),
     )
     skill_sets: dict[tuple[str, ...], frozenset[str]] = {}
     states = []
@@ -118,6 +118,7 @@ def crew_states(
         last_fix_at,
         depot_lon,
         depot_lat,
+        active_jobs,
     ) in rows:
         known = last_lon is not None and last_lat is not None
         key = tuple(skills)
@@ -130,7 +131,7 @@ def crew_states(
                 name=name,
                 skills=skill_set,
                 capacity=capacity,
-                active_jobs=counts.get(crew_id, 0),
+                active_jobs=active_jobs,
                 home_district_id=home_district_id,
                 on_duty=status != CrewStatus.OFF_DUTY,
                 shift_starts_at=starts,
