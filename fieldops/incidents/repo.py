@@ -94,13 +94,6 @@ def open_incidents_near(session: Session, searches: Sequence[DuplicateSearch]) -
     PostGIS: one statement for every search (the searches travel as arrays and are
     joined with ``unnest``, so its text, and its plan, never change). SpatiaLite: one
     cached statement per search; it runs in process, so a query costs no round trip."""
-    columns = (
-        Incident.id,
-        Incident.service_group,
-        Incident.lon,
-        Incident.lat,
-        Incident.last_report_at,
-    )
     found: dict[int, Candidate] = {}
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(
@@ -116,16 +109,19 @@ def open_incidents_near(session: Session, searches: Sequence[DuplicateSearch]) -
         )
         found.update((row.id, _candidate(row)) for row in rows)
     else:
+        connection = session.connection()
         for search in searches:
             min_lon, min_lat, max_lon, max_lat = search.bbox
-            for row in session.execute(
-                sa.select(*columns).where(
-                    Incident.service_group == search.group,
-                    Incident.is_open.is_(True),
-                    Incident.lat.between(min_lat, max_lat),
-                    Incident.lon.between(min_lon, max_lon),
-                    Incident.last_report_at >= search.since,
-                )
+            for row in connection.execute(
+                _SEARCH_ONE,
+                {
+                    "group": search.group,
+                    "min_lon": min_lon,
+                    "min_lat": min_lat,
+                    "max_lon": max_lon,
+                    "max_lat": max_lat,
+                    "since": search.since,
+                },
             ):
                 found[row.id] = _candidate(row)
     return [found[key] for key in sorted(found)]
@@ -155,6 +151,18 @@ _SEARCH_MANY = sa.text(
     sa.column("lon", sa.Float),
     sa.column("lat", sa.Float),
     sa.column("last_report_at", UTCDateTime),
+)
+
+
+# One search, built once: a statement built per search cost more than running it.
+_SEARCH_ONE = sa.select(
+    Incident.id, Incident.service_group, Incident.lon, Incident.lat, Incident.last_report_at
+).where(
+    Incident.service_group == sa.bindparam("group"),
+    Incident.is_open.is_(True),
+    Incident.lat.between(sa.bindparam("min_lat"), sa.bindparam("max_lat")),
+    Incident.lon.between(sa.bindparam("min_lon"), sa.bindparam("max_lon")),
+    Incident.last_report_at >= sa.bindparam("since"),
 )
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from fieldops.db.base import ewkt_point
+from fieldops.db.bulk import insert_pending
 from fieldops.db.ids import give_ids
 from fieldops.emergencies.models import Emergency
 from fieldops.emergencies.repo import active_emergencies, holding, is_active
@@ -244,53 +245,66 @@ def _match_duplicates(session: Session, accepted: list[_Accepted]) -> None:
 
 def _write(session: Session, accepted: list[_Accepted]) -> None:
     """Open the new incidents, store every report, log the events, attach to emergencies
-    and plan the escalation ladders: one INSERT per table for the whole batch."""
+    and plan the escalation ladders: one INSERT per table for the whole batch.
+
+    Everything the new rows need is read first (the incidents joined, locked; the active
+    emergencies; the policy), then the rows are built in memory, deadlines included, and
+    written without the ORM's unit of work (``insert_pending``); only the incidents
+    joined go out as UPDATEs, with the final flush."""
     openers = [item for item in accepted if item.joins is None]
     joined = incidents_repo.lock_incidents(
         session,
         [item.joins.id for item in accepted if item.joins is not None and item.opener is None],
     )
-    for item in openers:
-        new = item.submission.new
-        item.incident = new_incident(
-            NewIncident(
-                service_code=item.rules.code,
-                service_group=item.rules.group,
-                priority=new.priority or item.rules.default_priority,
-                district_id=item.district_id,
-                lon=new.lon,
-                lat=new.lat,
-                address=new.address,
-                description=new.description,
-                reported_at=item.requested_at,
-            ),
-            now=item.submission.now,
-        )
-    if openers:
-        session.add_all(item.incident for item in openers)
-        give_ids(session, session.new)
-    for item in accepted:
-        if item.opener is not None:
-            item.incident = item.opener.incident
-        elif item.joins is not None:
-            item.incident = joined[item.joins.id]
-        assert item.incident is not None
-        item.report = _report(item, item.incident)
-    session.add_all(item.report for item in accepted)
-    give_ids(session, session.new)
-    session.flush()  # incidents and reports: the events and steps below refer to them
+    live = [item for item in openers if item.submission.new.channel != Channel.IMPORT]
     active = (
         active_emergencies(session, now=max(item.submission.now for item in openers))
         if openers
         else []
     )
-    to_plan: list[Opened] = []
-    for item in accepted:
-        _log(session, item, active, to_plan)
-    if to_plan:
-        plan_opened(session, to_plan, policy=policy_in_force(session))
-    give_ids(session, session.new)
+    policy = policy_in_force(session) if live else None
+    with session.no_autoflush:
+        for item in openers:
+            item.incident = _incident(item)
+        session.add_all(item.incident for item in openers)
+        for item in accepted:
+            if item.opener is not None:
+                item.incident = item.opener.incident
+            elif item.joins is not None:
+                item.incident = joined[item.joins.id]
+            assert item.incident is not None
+            item.report = _report(item, item.incident)
+        session.add_all(item.report for item in accepted)
+        give_ids(session, session.new)
+        for item in accepted:  # the incidents opened here have their ids only now
+            assert item.report is not None and item.incident is not None
+            item.report.incident_id = item.incident.id
+        to_plan: list[Opened] = []
+        for item in accepted:
+            _log(session, item, active, to_plan)
+        if to_plan:
+            plan_opened(session, to_plan, policy=policy)
+        give_ids(session, session.new)
+        insert_pending(session)
     session.flush()
+
+
+def _incident(item: _Accepted) -> Incident:
+    new = item.submission.new
+    return new_incident(
+        NewIncident(
+            service_code=item.rules.code,
+            service_group=item.rules.group,
+            priority=new.priority or item.rules.default_priority,
+            district_id=item.district_id,
+            lon=new.lon,
+            lat=new.lat,
+            address=new.address,
+            description=new.description,
+            reported_at=item.requested_at,
+        ),
+        now=item.submission.now,
+    )
 
 
 def _report(item: _Accepted, incident: Incident) -> Report:

@@ -1,0 +1,109 @@
+"""``insert_pending`` on both backends: new objects written with one INSERT per table end
+up exactly as a flush would leave them (stored, persistent, defaults filled in, changed
+later by an ordinary flush)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+from statements import counting_statements
+
+from fieldops.clock import ManualClock
+from fieldops.db.bulk import insert_pending
+from fieldops.db.ids import give_ids
+from fieldops.districts.models import District
+from fieldops.incidents.models import Channel, Incident, IncidentEvent, Report
+from fieldops.incidents.service import NewIncident, new_incident
+
+
+def _incident(session: Session, clock: ManualClock, lon: float) -> Incident:
+    district_id = session.scalar(sa.select(District.id).order_by(District.id).limit(1))
+    assert district_id is not None
+    return new_incident(
+        NewIncident(
+            service_code="flooding",
+            service_group="water",
+            priority=2,
+            district_id=district_id,
+            lon=lon,
+            lat=45.52,
+            address="rue Saint-Denis",
+            description="Eau sur la chaussée",
+            reported_at=clock.now() - timedelta(minutes=5),
+        ),
+        now=clock.now(),
+    )
+
+
+def _report(incident: Incident, clock: ManualClock) -> Report:
+    # Fields left unset (address_id, attributes, reporter fields...) take their defaults.
+    return Report(
+        incident_id=incident.id,
+        service_code=incident.service_code,
+        channel=Channel.DISPATCHER,
+        district_id=incident.district_id,
+        lon=incident.lon,
+        lat=incident.lat,
+        geom=incident.geom,
+        requested_at=incident.opened_at,
+        received_at=clock.now(),
+    )
+
+
+def test_pending_rows_are_stored_and_persistent_as_after_a_flush(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incidents = [_incident(session, clock, -73.58 + i / 1000) for i in range(3)]
+        session.add_all(incidents)
+        give_ids(session, incidents)
+        reports = [_report(incident, clock) for incident in incidents]
+        events = [
+            IncidentEvent(incident_id=i.id, at=clock.now(), actor="test", kind="opened")
+            for i in incidents
+        ]
+        # Children first: the tables' order, not the session's, decides.
+        session.add_all([*events, *reports])
+        give_ids(session, session.new)
+        with counting_statements(session.get_bind()) as statements:
+            insert_pending(session)
+        assert statements[0] == 3  # one INSERT per table
+        assert not session.new and not session.dirty
+        assert all(sa.inspect(row).persistent for row in [*incidents, *reports, *events])
+        # Defaults are on the objects, as a flush puts them there, without a query.
+        with counting_statements(session.get_bind()) as statements:
+            assert reports[0].attributes == {} and reports[0].reporter_email == ""
+            assert events[0].data == {}
+        assert statements[0] == 0
+        # A later change is an ordinary UPDATE of a stored row.
+        incidents[0].report_count = 2
+        session.commit()
+        ids = [i.id for i in incidents]
+
+    with sessions() as session:
+        stored = session.scalars(sa.select(Incident).where(Incident.id.in_(ids))).all()
+        assert sorted((i.id, i.report_count) for i in stored) == [
+            (ids[0], 2),
+            (ids[1], 1),
+            (ids[2], 1),
+        ]
+        kept = session.scalars(sa.select(Report).where(Report.incident_id.in_(ids))).all()
+        assert sorted(r.incident_id for r in kept) == ids
+        opened = {i.id: i.opened_at for i in stored}
+        assert all(r.requested_at == opened[r.incident_id] for r in kept)
+        assert all(r.attributes == {} and r.channel == Channel.DISPATCHER for r in kept)
+
+
+def test_a_new_row_without_its_id_is_refused_and_nothing_is_written(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _incident(session, clock, -73.57)
+        session.add(incident)
+        with pytest.raises(ValueError, match="incidents: a new row without its id"):
+            insert_pending(session)
+        session.rollback()
+        assert session.scalar(sa.select(sa.func.count()).select_from(Incident)) == 0
