@@ -2,12 +2,17 @@
 
 A flush of many new objects costs, per object, the unit of work's bookkeeping (its
 dependency sort, the insert parameters it collects, the identity map it updates after
-each statement) on top of the statement itself: for intake's small, wide batches that
-bookkeeping is most of the time the writer spends. ``insert_pending`` writes the
-session's new objects with one Core INSERT per table (an executemany; on PostgreSQL,
-the driver's pipelined one), in the tables' dependency order, and then makes each
-object what a flush would have made it: persistent in the session, its attributes the
-stored values, nothing pending.
+each statement) on top of the statement itself. ``insert_pending`` writes the session's
+new objects with one statement per table, in the tables' dependency order, and then
+makes each object what a flush would have made it: persistent in the session, its
+attributes the stored values, nothing pending.
+
+The statement is a Core executemany on SQLite (in process: a row costs next to nothing)
+and ``COPY ... FROM STDIN`` on PostgreSQL, where an executemany still sends and the
+server still executes one prepared statement per row: COPY streams the rows in one
+message and costs a third of the client's time per row. The values go through the
+columns' own bind processing, as they would in an INSERT; a refusal (a constraint, a
+bad value) is raised as the DBAPIError an INSERT would have raised.
 
 It only inserts: objects already stored that were changed go out with the next flush,
 as always. Every new object must already carry its primary key (``give_ids``).
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -36,17 +42,45 @@ def insert_pending(session: Session) -> None:
         mapper: Mapper[Any] = sa.inspect(type(obj))
         by_table[mapper.local_table].append(obj)  # type: ignore[index]
     connection = session.connection()  # no autoflush: these objects are the flush
+    write = _copy if connection.dialect.name == "postgresql" else _execute_many
     for table in Base.metadata.sorted_tables:  # parents before children
         objects = by_table.pop(table, None)
         if objects:
             mapper = sa.inspect(type(objects[0]))
-            connection.execute(table.insert(), [_row(mapper, table, obj) for obj in objects])
+            write(connection, table, [_row(mapper, table, obj) for obj in objects])
     if by_table:
         raise TypeError(f"not a table of fieldops: {', '.join(t.name for t in by_table)}")
     for obj in pending:
         session.expunge(obj)
         make_transient_to_detached(obj)
         session.add(obj)
+
+
+def _execute_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    connection.execute(table.insert(), rows)
+
+
+def _copy(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer
+    names = list(rows[0])
+    statement = (
+        f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN"
+    )
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        value if process is None else process(value)
+                        for value, process in zip(row.values(), processors, strict=True)
+                    ]
+                )
+    except psycopg.Error as error:
+        raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
 
 
 def _row(mapper: Mapper[Any], table: sa.Table, obj: Any) -> dict[str, Any]:

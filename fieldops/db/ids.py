@@ -26,11 +26,16 @@ from sqlalchemy.orm import Session
 
 from fieldops.db.base import Base
 
+# One row per table, its ids as one array (a row per id cost the client more than the
+# server's nextval calls); each table's sequence looked up once, not once per id.
 _DRAW = sa.text(
     """
-    SELECT t.name, nextval(pg_get_serial_sequence(t.name, 'id')) AS id
-    FROM unnest(CAST(:names AS text[]), CAST(:counts AS int[])) AS t(name, n),
-         generate_series(1, t.n)
+    SELECT t.name, ARRAY(SELECT nextval(t.seq) FROM generate_series(1, t.n))
+    FROM (
+        SELECT name, n, CAST(pg_get_serial_sequence(name, 'id') AS regclass) AS seq
+        FROM unnest(CAST(:names AS text[]), CAST(:counts AS int[])) AS u(name, n)
+        OFFSET 0  -- keeps the lookup here: the planner would inline it into every nextval
+    ) AS t
     """
 )
 
@@ -49,13 +54,9 @@ def give_ids(session: Session, rows: Iterable[Base]) -> None:
         _give_sqlite(session, wanting)
         return
     names = sorted(wanting)
-    drawn: dict[str, list[int]] = defaultdict(list)
-    for name, new_id in session.execute(
-        _DRAW, {"names": names, "counts": [len(wanting[n]) for n in names]}
-    ):
-        drawn[name].append(new_id)
-    for name in names:
-        for row, new_id in zip(wanting[name], sorted(drawn[name]), strict=True):
+    drawn = session.execute(_DRAW, {"names": names, "counts": [len(wanting[n]) for n in names]})
+    for name, ids in drawn:
+        for row, new_id in zip(wanting[name], sorted(ids), strict=True):
             row.id = new_id  # type: ignore[attr-defined]
 
 
