@@ -20,7 +20,10 @@ as always. Every new object must already carry its primary key (``give_ids``).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -31,29 +34,89 @@ from sqlalchemy.orm.attributes import set_committed_value
 from fieldops.db.base import Base
 
 
-def insert_pending(session: Session) -> None:
+def insert_pending(session: Session, *, keep: tuple[type[Base], ...] | None = None) -> None:
     """INSERT every object pending in ``session`` (one statement per table) and make them
-    persistent, as ``session.flush()`` would for new objects alone."""
+    persistent, as ``session.flush()`` would for new objects alone.
+
+    ``keep``: only objects of these classes stay in the session; the others are written
+    and let go (rows nothing reads back in this transaction, such as log events: putting
+    each back into the session costs more than writing it)."""
     pending = list(session.new)
     if not pending:
         return
-    by_table: dict[sa.Table, list[Any]] = defaultdict(list)
+    by_class: dict[type[Base], list[Any]] = defaultdict(list)
     for obj in pending:
-        mapper: Mapper[Any] = sa.inspect(type(obj))
-        by_table[mapper.local_table].append(obj)  # type: ignore[index]
+        by_class[type(obj)].append(obj)
+    plans = {_plan(cls): objects for cls, objects in by_class.items()}
+    by_table = {plan.table: (plan, objects) for plan, objects in plans.items()}
+    if len(by_table) != len(plans):
+        raise TypeError("two classes share a table")
     connection = session.connection()  # no autoflush: these objects are the flush
     write = _copy if connection.dialect.name == "postgresql" else _execute_many
     for table in Base.metadata.sorted_tables:  # parents before children
-        objects = by_table.pop(table, None)
-        if objects:
-            mapper = sa.inspect(type(objects[0]))
-            write(connection, table, [_row(mapper, table, obj) for obj in objects])
+        if table in by_table:
+            plan, objects = by_table.pop(table)
+            write(connection, table, [plan.row(obj) for obj in objects])
     if by_table:
         raise TypeError(f"not a table of fieldops: {', '.join(t.name for t in by_table)}")
     for obj in pending:
         session.expunge(obj)
-        make_transient_to_detached(obj)
-        session.add(obj)
+        if keep is None or isinstance(obj, keep):
+            make_transient_to_detached(obj)
+            session.add(obj)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How objects of one mapped class become rows of its table."""
+
+    table: sa.Table
+    # (column key, attribute key, the value a row that leaves the attribute unset takes)
+    columns: tuple[tuple[str, str, Callable[[], Any]], ...]
+
+    def row(self, obj: Any) -> dict[str, Any]:
+        """The object's column values; an attribute left unset takes its column's default,
+        on the object too (as a flush sets it)."""
+        values = obj.__dict__
+        row: dict[str, Any] = {}
+        for column, key, default in self.columns:
+            if key in values:
+                row[column] = values[key]
+            else:
+                value = default()
+                set_committed_value(obj, key, value)
+                row[column] = value
+        return row
+
+
+@functools.cache
+def _plan(cls: type[Base]) -> _Plan:
+    mapper: Mapper[Any] = sa.inspect(cls)
+    table = mapper.local_table
+    assert isinstance(table, sa.Table)
+    columns = []
+    for column in table.columns:
+        columns.append(
+            (column.key, mapper.get_property_by_column(column).key, _default_of(table, column))
+        )
+    return _Plan(table, tuple(columns))
+
+
+def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:
+    default = column.default
+    if column.primary_key:
+
+        def refuse() -> Any:
+            raise ValueError(f"{table.name}: a new row without its {column.key} (give_ids)")
+
+        return refuse
+    if default is None:
+        return lambda: None
+    if isinstance(default, sa.ColumnDefault):
+        if default.is_callable:
+            return functools.partial(default.arg, None)
+        return lambda: default.arg
+    raise TypeError(f"{table.name}.{column.key}: a default only the database knows")
 
 
 def _execute_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -81,26 +144,3 @@ def _copy(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
                 )
     except psycopg.Error as error:
         raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
-
-
-def _row(mapper: Mapper[Any], table: sa.Table, obj: Any) -> dict[str, Any]:
-    """The object's column values; a column it leaves unset takes its default, on the
-    object too (as a flush sets it)."""
-    row: dict[str, Any] = {}
-    values = obj.__dict__
-    for column in table.columns:
-        key = mapper.get_property_by_column(column).key
-        if key in values:
-            row[column.key] = values[key]
-            continue
-        if column.primary_key:
-            raise ValueError(f"{table.name}: a new row without its {column.key} (give_ids)")
-        default = column.default
-        value = None
-        if isinstance(default, sa.ColumnDefault):
-            value = default.arg(None) if default.is_callable else default.arg
-        elif default is not None:
-            raise TypeError(f"{table.name}.{column.key}: a default only the database knows")
-        set_committed_value(obj, key, value)
-        row[column.key] = value
-    return row

@@ -285,7 +285,8 @@ def _write(session: Session, accepted: list[_Accepted]) -> None:
         if to_plan:
             plan_opened(session, to_plan, policy=policy)
         give_ids(session, session.new)
-        insert_pending(session)
+        # The callers get the incidents and reports; the events and steps only need writing.
+        insert_pending(session, keep=(Incident, Report))
     session.flush()
 
 

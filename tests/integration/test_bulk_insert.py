@@ -132,3 +132,23 @@ def test_a_refused_row_raises_the_error_an_insert_would_and_keeps_nothing(
             insert_pending(session)
         session.rollback()
         assert session.scalars(sa.select(Incident.id)).all() == [taken]
+
+
+def test_objects_of_classes_not_kept_are_written_and_leave_the_session(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _incident(session, clock, -73.54)
+        session.add(incident)
+        give_ids(session, [incident])
+        event = IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind="opened")
+        session.add(event)
+        give_ids(session, [event])
+        insert_pending(session, keep=(Incident,))
+        assert sa.inspect(incident).persistent and incident in session
+        assert event not in session and not session.new
+        session.commit()
+        stored = session.scalars(
+            sa.select(IncidentEvent).where(IncidentEvent.incident_id == incident.id)
+        ).all()
+        assert [(e.id, e.kind, e.data) for e in stored] == [(event.id, "opened", {})]
