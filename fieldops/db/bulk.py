@@ -15,7 +15,9 @@ columns' own bind processing, as they would in an INSERT; a refusal (a constrain
 bad value) is raised as the DBAPIError an INSERT would have raised.
 
 It only inserts: objects already stored that were changed go out with the next flush,
-as always. Every new object must already carry its primary key (``give_ids``).
+as always. Every new object it keeps in the session must already carry its primary key
+(``give_ids``); objects it lets go may leave theirs to the database (one statement fewer
+than drawing them first).
 """
 
 from __future__ import annotations
@@ -40,14 +42,18 @@ def insert_pending(session: Session, *, keep: tuple[type[Base], ...] | None = No
 
     ``keep``: only objects of these classes stay in the session; the others are written
     and let go (rows nothing reads back in this transaction, such as log events: putting
-    each back into the session costs more than writing it)."""
+    each back into the session costs more than writing it). Those may come without their
+    ids: the database numbers them, in the session's order."""
     pending = list(session.new)
     if not pending:
         return
     by_class: dict[type[Base], list[Any]] = defaultdict(list)
     for obj in pending:
         by_class[type(obj)].append(obj)
-    plans = {_plan(cls): objects for cls, objects in by_class.items()}
+    plans = {
+        _plan(cls, numbered=not _numbered_by_database(cls, objects, keep)): objects
+        for cls, objects in by_class.items()
+    }
     by_table = {plan.table: (plan, objects) for plan, objects in plans.items()}
     if len(by_table) != len(plans):
         raise TypeError("two classes share a table")
@@ -66,11 +72,25 @@ def insert_pending(session: Session, *, keep: tuple[type[Base], ...] | None = No
             session.add(obj)
 
 
+def _numbered_by_database(
+    cls: type[Base], objects: list[Any], keep: tuple[type[Base], ...] | None
+) -> bool:
+    """Whether the objects go without their primary key: objects let go, all without."""
+    if keep is None or issubclass(cls, keep):
+        return False
+    key = _plan(cls, numbered=True).key
+    unnumbered = sum(obj.__dict__.get(key) is None for obj in objects)
+    if 0 < unnumbered < len(objects):
+        raise ValueError(f"{cls.__tablename__}: some new rows have their ids, some not")
+    return unnumbered > 0
+
+
 @dataclass(frozen=True)
 class _Plan:
     """How objects of one mapped class become rows of its table."""
 
     table: sa.Table
+    key: str  # the primary key's attribute
     # (column key, attribute key, the value a row that leaves the attribute unset takes)
     columns: tuple[tuple[str, str, Callable[[], Any]], ...]
 
@@ -90,16 +110,18 @@ class _Plan:
 
 
 @functools.cache
-def _plan(cls: type[Base]) -> _Plan:
+def _plan(cls: type[Base], *, numbered: bool) -> _Plan:
+    """``numbered``: the rows carry their primary key (else the database gives it)."""
     mapper: Mapper[Any] = sa.inspect(cls)
     table = mapper.local_table
     assert isinstance(table, sa.Table)
-    columns = []
-    for column in table.columns:
-        columns.append(
-            (column.key, mapper.get_property_by_column(column).key, _default_of(table, column))
-        )
-    return _Plan(table, tuple(columns))
+    (key_column,) = mapper.primary_key
+    columns = [
+        (column.key, mapper.get_property_by_column(column).key, _default_of(table, column))
+        for column in table.columns
+        if numbered or column is not key_column
+    ]
+    return _Plan(table, mapper.get_property_by_column(key_column).key, tuple(columns))
 
 
 def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:

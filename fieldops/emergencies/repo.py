@@ -78,8 +78,19 @@ def list_emergencies(
     return session.scalars(statement.order_by(Emergency.id.desc())).all()
 
 
+# Built once: intake asks for the active emergencies with every batch.
+_ACTIVE = (
+    sa.select(Emergency)
+    .where(
+        Emergency.declared_at <= sa.bindparam("now"),
+        sa.or_(Emergency.ended_at.is_(None), Emergency.ended_at > sa.bindparam("now")),
+    )
+    .order_by(Emergency.id)
+)
+
+
 def active_emergencies(session: Session, *, now: datetime) -> Sequence[Emergency]:
-    return session.scalars(sa.select(Emergency).where(_active(now)).order_by(Emergency.id)).all()
+    return session.scalars(_ACTIVE, {"now": now}).all()
 
 
 def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -> list[Emergency]:

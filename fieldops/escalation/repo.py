@@ -17,8 +17,11 @@ def latest_policy(session: Session) -> PolicyVersion | None:
     ).one_or_none()
 
 
+_LATEST_POLICY = sa.select(sa.func.max(PolicyVersion.id))  # built once: intake asks per batch
+
+
 def latest_policy_id(session: Session) -> int | None:
-    return session.scalar(sa.select(sa.func.max(PolicyVersion.id)))
+    return session.scalar(_LATEST_POLICY)
 
 
 def steps_of(session: Session, incident_id: int) -> Sequence[EscalationStep]:

@@ -284,8 +284,8 @@ def _write(session: Session, accepted: list[_Accepted]) -> None:
             _log(session, item, active, to_plan)
         if to_plan:
             plan_opened(session, to_plan, policy=policy)
-        give_ids(session, session.new)
-        # The callers get the incidents and reports; the events and steps only need writing.
+        # The callers get the incidents and reports; the events and steps only need writing
+        # (and the database numbers them).
         insert_pending(session, keep=(Incident, Report))
     session.flush()
 

@@ -152,3 +152,47 @@ def test_objects_of_classes_not_kept_are_written_and_leave_the_session(
             sa.select(IncidentEvent).where(IncidentEvent.incident_id == incident.id)
         ).all()
         assert [(e.id, e.kind, e.data) for e in stored] == [(event.id, "opened", {})]
+
+
+def test_rows_let_go_without_ids_are_numbered_by_the_database_in_order(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _incident(session, clock, -73.53)
+        session.add(incident)
+        give_ids(session, [incident])
+        kinds = ["opened", "report_merged", "assigned"]
+        session.add_all(
+            IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind=kind)
+            for kind in kinds
+        )
+        insert_pending(session, keep=(Incident,))
+        # Numbered after every id the session gave: a later event follows them.
+        later = IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind="note")
+        session.add(later)
+        give_ids(session, [later])
+        insert_pending(session, keep=(Incident,))
+        session.commit()
+        stored = session.execute(
+            sa.select(IncidentEvent.id, IncidentEvent.kind)
+            .where(IncidentEvent.incident_id == incident.id)
+            .order_by(IncidentEvent.id)
+        ).all()
+        assert [kind for _, kind in stored] == [*kinds, "note"]
+        assert stored[-1].id == later.id
+
+
+def test_rows_let_go_go_all_with_or_all_without_their_ids(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _incident(session, clock, -73.52)
+        session.add(incident)
+        give_ids(session, [incident])
+        numbered = IncidentEvent(incident_id=incident.id, at=clock.now(), actor="t", kind="a")
+        session.add(numbered)
+        give_ids(session, [numbered])
+        session.add(IncidentEvent(incident_id=incident.id, at=clock.now(), actor="t", kind="b"))
+        with pytest.raises(ValueError, match="incident_events: some new rows have their ids"):
+            insert_pending(session, keep=(Incident,))
+        session.rollback()
