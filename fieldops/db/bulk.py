@@ -15,7 +15,9 @@ columns' own bind processing, as they would in an INSERT; a refusal (a constrain
 bad value) is raised as the DBAPIError an INSERT would have raised.
 
 It only inserts: objects already stored that were changed go out with the next flush,
-as always. Every new object it keeps in the session must already carry its primary key
+as always. The objects it writes are not tracked as new in the transaction: if it rolls
+back, roll the whole session back (a savepoint's rollback would leave them looking
+stored). Every new object it keeps in the session must already carry its primary key
 (``give_ids``); objects it lets go may leave theirs to the database (one statement fewer
 than drawing them first).
 """

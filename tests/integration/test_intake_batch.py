@@ -216,3 +216,24 @@ def test_a_report_the_database_refuses_fails_alone_and_the_others_are_kept(
         assert set(session.scalars(sa.select(Report.id))) == {
             o.report.id for o in outcomes.values()
         }
+
+
+def test_a_batch_leaves_the_callers_own_pending_rows_as_a_flush_would(
+    session: Session, context: IntakeContext, clock: ManualClock
+) -> None:
+    # Something the caller added before taking reports in, in the same transaction.
+    (opened,) = submit_many(session, [Submission(new(), "test", clock.now())], context=context)
+    assert isinstance(opened, IntakeOutcome)
+    note = IncidentEvent(
+        incident_id=opened.incident.id, at=clock.now(), actor="test", kind="status_note"
+    )
+    session.add(note)
+    submit_many(session, [Submission(new(at=OUTREMONT), "test", clock.now())], context=context)
+    # Still the caller's object, stored and tracked: a later change of it is written.
+    assert note in session and sa.inspect(note).persistent
+    note.data = {"note": "checked"}
+    session.commit()
+    stored = session.scalars(
+        sa.select(IncidentEvent.data).where(IncidentEvent.kind == "status_note")
+    ).all()
+    assert stored == [{"note": "checked"}]
