@@ -18,8 +18,10 @@ id from SQLite, which may be one already given.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -61,16 +63,21 @@ def give_ids(session: Session, rows: Iterable[Base]) -> None:
 
 
 def _give_sqlite(session: Session, wanting: dict[str, list[Base]]) -> None:
-    tables = [Base.metadata.tables[name] for name in sorted(wanting)]
-    highest = session.execute(
-        sa.select(
-            *(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery() for t in tables)
-        )
-    ).one()
+    names = tuple(sorted(wanting))
+    highest = session.execute(_highest_ids(names)).one()
     given: dict[str, int] = session.info.setdefault("fieldops.ids.given", {})
-    for table, stored in zip(tables, highest, strict=True):
-        last = max(int(stored), given.get(table.name, 0))
-        for row in wanting[table.name]:
+    for name, stored in zip(names, highest, strict=True):
+        last = max(int(stored), given.get(name, 0))
+        for row in wanting[name]:
             last += 1
             row.id = last  # type: ignore[attr-defined]
-        given[table.name] = last
+        given[name] = last
+
+
+@functools.lru_cache(maxsize=64)
+def _highest_ids(names: tuple[str, ...]) -> sa.Select[Any]:
+    """Each table's highest id, in one statement (built once per set of tables)."""
+    tables = [Base.metadata.tables[name] for name in names]
+    return sa.select(
+        *(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)).scalar_subquery() for t in tables)
+    )

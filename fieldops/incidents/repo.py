@@ -166,18 +166,22 @@ _SEARCH_ONE = sa.select(
 )
 
 
+# Built once: intake locks the incidents its reports join with every batch.
+_LOCK_INCIDENTS = (
+    sa.select(Incident)
+    .where(Incident.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(Incident.id)
+    .with_for_update()
+)
+
+
 def lock_incidents(session: Session, incident_ids: Sequence[int]) -> dict[int, Incident]:
     """The incidents, locked for update until the transaction ends, by id."""
     if not incident_ids:
         return {}
     return {
         incident.id: incident
-        for incident in session.scalars(
-            sa.select(Incident)
-            .where(Incident.id.in_(sorted(set(incident_ids))))
-            .order_by(Incident.id)
-            .with_for_update()
-        )
+        for incident in session.scalars(_LOCK_INCIDENTS, {"ids": sorted(set(incident_ids))})
     }
 
 
