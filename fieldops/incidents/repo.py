@@ -194,13 +194,18 @@ def reports_by_source(
         wanted = sorted({ref for ch, ref in refs if ch == channel})
         for start in range(0, len(wanted), 500):
             for report in session.scalars(
-                sa.select(Report).where(
-                    Report.channel == channel, Report.source_ref.in_(wanted[start : start + 500])
-                )
+                _BY_SOURCE, {"channel": channel, "refs": wanted[start : start + 500]}
             ):
                 assert report.source_ref is not None
                 found[(channel, report.source_ref)] = report
     return found
+
+
+# Built once: intake looks re-sent reports up with every batch that names its sources.
+_BY_SOURCE = sa.select(Report).where(
+    Report.channel == sa.bindparam("channel"),
+    Report.source_ref.in_(sa.bindparam("refs", expanding=True)),
+)
 
 
 def get_incidents(session: Session, incident_ids: Sequence[int]) -> dict[int, Incident]:
