@@ -38,6 +38,18 @@ def _incident(session: Session, clock: ManualClock, lon: float) -> Incident:
     )
 
 
+def _added(session: Session, clock: ManualClock, lon: float) -> Incident:
+    """A new incident, in the session, with its id."""
+    incident = _incident(session, clock, lon)
+    session.add(incident)
+    give_ids(session, [incident])
+    return incident
+
+
+def _event(incident: Incident, clock: ManualClock, kind: str) -> IncidentEvent:
+    return IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind=kind)
+
+
 def _report(incident: Incident, clock: ManualClock) -> Report:
     # Fields left unset (address_id, attributes, reporter fields...) take their defaults.
     return Report(
@@ -61,10 +73,7 @@ def test_pending_rows_are_stored_and_persistent_as_after_a_flush(
         session.add_all(incidents)
         give_ids(session, incidents)
         reports = [_report(incident, clock) for incident in incidents]
-        events = [
-            IncidentEvent(incident_id=i.id, at=clock.now(), actor="test", kind="opened")
-            for i in incidents
-        ]
+        events = [_event(incident, clock, "opened") for incident in incidents]
         # Children first: the tables' order, not the session's, decides.
         session.add_all([*events, *reports])
         give_ids(session, session.new)
@@ -115,9 +124,7 @@ def test_a_refused_row_raises_the_error_an_insert_would_and_keeps_nothing(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     with sessions() as session:
-        first = _incident(session, clock, -73.57)
-        session.add(first)
-        give_ids(session, [first])
+        first = _added(session, clock, -73.57)
         insert_pending(session)
         session.commit()
         taken = first.id
@@ -138,10 +145,8 @@ def test_objects_of_classes_not_kept_are_written_and_leave_the_session(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     with sessions() as session:
-        incident = _incident(session, clock, -73.54)
-        session.add(incident)
-        give_ids(session, [incident])
-        event = IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind="opened")
+        incident = _added(session, clock, -73.54)
+        event = _event(incident, clock, "opened")
         session.add(event)
         give_ids(session, [event])
         insert_pending(session, keep=(Incident,))
@@ -158,17 +163,12 @@ def test_rows_let_go_without_ids_are_numbered_by_the_database_in_order(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     with sessions() as session:
-        incident = _incident(session, clock, -73.53)
-        session.add(incident)
-        give_ids(session, [incident])
+        incident = _added(session, clock, -73.53)
         kinds = ["opened", "report_merged", "assigned"]
-        session.add_all(
-            IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind=kind)
-            for kind in kinds
-        )
+        session.add_all(_event(incident, clock, kind) for kind in kinds)
         insert_pending(session, keep=(Incident,))
         # Numbered after every id the session gave: a later event follows them.
-        later = IncidentEvent(incident_id=incident.id, at=clock.now(), actor="test", kind="note")
+        later = _event(incident, clock, "note")
         session.add(later)
         give_ids(session, [later])
         insert_pending(session, keep=(Incident,))
@@ -186,13 +186,11 @@ def test_rows_let_go_go_all_with_or_all_without_their_ids(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     with sessions() as session:
-        incident = _incident(session, clock, -73.52)
-        session.add(incident)
-        give_ids(session, [incident])
-        numbered = IncidentEvent(incident_id=incident.id, at=clock.now(), actor="t", kind="a")
+        incident = _added(session, clock, -73.52)
+        numbered = _event(incident, clock, "opened")
         session.add(numbered)
         give_ids(session, [numbered])
-        session.add(IncidentEvent(incident_id=incident.id, at=clock.now(), actor="t", kind="b"))
+        session.add(_event(incident, clock, "note"))
         with pytest.raises(ValueError, match="incident_events: some new rows have their ids"):
             insert_pending(session, keep=(Incident,))
         session.rollback()
