@@ -10,7 +10,7 @@ from fieldops.crews.repo import list_crews
 from fieldops.crews.schemas import CrewRead, FixesIn, FixesRead
 from fieldops.crews.service import Fix, record_positions
 from fieldops.db.base import RowId
-from fieldops.dispatch.service import crew_states
+from fieldops.dispatch.roster import crew_states
 from fieldops.errors import NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["crews"])

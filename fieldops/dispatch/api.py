@@ -98,6 +98,8 @@ def post_batch(
         bbox=body.bbox,
     )
     ids = {(a.incident_id, a.crew_id): a.id for a in result.assignments}
+    greedy = result.greedy
+    assert greedy is not None, "asked for with the round"
     response = BatchResponse(
         assignments=[
             BatchItem(
@@ -111,9 +113,9 @@ def post_batch(
         ],
         unassigned=result.optimal.unassigned,
         weighted_response_s=result.optimal.weighted_response_s,
-        greedy_weighted_response_s=result.greedy.weighted_response_s,
+        greedy_weighted_response_s=greedy.weighted_response_s,
         objective=result.optimal.objective,
-        greedy_objective=result.greedy.objective,
+        greedy_objective=greedy.objective,
     )
     session.commit()
     return response

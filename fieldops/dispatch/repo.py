@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -131,8 +132,20 @@ def unassigned_open_incidents(
     bbox: tuple[float, float, float, float] | None = None,
     incident_ids: Sequence[int] | None = None,
     limit: int = 5000,
-) -> Sequence[Incident]:
-    statement = sa.select(Incident).where(Incident.status == IncidentStatus.OPEN)
+) -> Sequence[sa.Row[int, str, int, int, float, float, datetime]]:
+    """The open incidents without a crew, as plain rows (``id``, ``service_code``,
+    ``priority``, ``district_id``, ``lon``, ``lat``, ``opened_at``): what a batch round
+    plans with. A storm's backlog is read at every scheduler tick, and the few incidents
+    a round assigns are locked and loaded by the assignment itself."""
+    statement = sa.select(
+        Incident.id,
+        Incident.service_code,
+        Incident.priority,
+        Incident.district_id,
+        Incident.lon,
+        Incident.lat,
+        Incident.opened_at,
+    ).where(Incident.status == IncidentStatus.OPEN)
     if incident_ids is not None:
         statement = statement.where(Incident.id.in_(sorted(set(incident_ids))))
     if district_ids:
@@ -142,7 +155,7 @@ def unassigned_open_incidents(
         statement = statement.where(
             Incident.lon.between(min_lon, max_lon), Incident.lat.between(min_lat, max_lat)
         )
-    return session.scalars(
+    return session.execute(
         statement.order_by(Incident.priority, Incident.opened_at).limit(limit)
     ).all()
 

@@ -12,14 +12,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sqlalchemy.orm import Session
 
-from fieldops.catalog.repo import list_service_types
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.crews.repo import crew_rows, get_crew, lock_crews
+from fieldops.crews.repo import get_crew, lock_crews
 from fieldops.db.ids import give_ids
-from fieldops.dispatch import repo
+from fieldops.dispatch import repo, roster
 from fieldops.dispatch.batch import BatchIncident, BatchPlan, assign_greedy, assign_optimal
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.ranking import CrewState, Recommendation, rank_crews
+from fieldops.dispatch.roster import crew_states
 from fieldops.errors import Conflict, InvalidInput, NotFound
 from fieldops.escalation.service import plan_incident, plan_incidents
 from fieldops.geo.routing import Travel
@@ -68,86 +68,6 @@ def crew_state(crew: Crew, *, active_jobs: int, now: datetime, stale_after: time
     )
 
 
-# What a crew's state is made of, in the order ``crew_states`` unpacks it (then its jobs).
-_STATE_COLUMNS = (
-    Crew.id,
-    Crew.name,
-    Crew.skills,
-    Crew.capacity,
-    Crew.home_district_id,
-    Crew.status,
-    Crew.shift_starts_at,
-    Crew.shift_ends_at,
-    Crew.last_lon,
-    Crew.last_lat,
-    Crew.last_fix_at,
-    Crew.depot_lon,
-    Crew.depot_lat,
-)
-
-
-def crew_states(
-    session: Session, *, now: datetime, stale_after: timedelta, able_only: bool = False
-) -> list[CrewState]:
-    """Every crew's state, by crew id (``able_only``: only the crews that can take one
-    more job at ``now``: on duty, on shift, below capacity; in a storm most are not).
-    Read as plain rows, not as ORM objects: a batch round reads the crews but changes only
-    the few it assigns. (The flush makes the rows show what crews in the session were
-    changed to, as the objects would.)"""
-    session.flush()
-    jobs = repo.active_jobs_of_crew()  # read with each crew, in the same statement
-    rows = crew_rows(
-        session,
-        able_at=now if able_only else None,
-        jobs=jobs if able_only else None,
-        columns=(*_STATE_COLUMNS, jobs.label("active_jobs")),
-    )
-    skill_sets: dict[tuple[str, ...], frozenset[str]] = {}
-    states = []
-    for (
-        crew_id,
-        name,
-        skills,
-        capacity,
-        home_district_id,
-        status,
-        starts,
-        ends,
-        last_lon,
-        last_lat,
-        last_fix_at,
-        depot_lon,
-        depot_lat,
-        active_jobs,
-    ) in rows:
-        known = last_lon is not None and last_lat is not None
-        key = tuple(skills)
-        skill_set = skill_sets.get(key)
-        if skill_set is None:
-            skill_set = skill_sets[key] = frozenset(skills)
-        states.append(
-            CrewState(
-                crew_id=crew_id,
-                name=name,
-                skills=skill_set,
-                capacity=capacity,
-                active_jobs=active_jobs,
-                home_district_id=home_district_id,
-                on_duty=status != CrewStatus.OFF_DUTY,
-                shift_starts_at=starts,
-                shift_ends_at=ends,
-                lon=last_lon if known else depot_lon,
-                lat=last_lat if known else depot_lat,
-                position_stale=last_fix_at is None or now - last_fix_at > stale_after,
-            )
-        )
-    return states
-
-
-def _skills_by_service(session: Session) -> dict[str, frozenset[str]]:
-    return {s.code: frozenset(s.skills) for s in list_service_types(session)}
-
-
 def recommend_crews(
     session: Session,
     incident_id: int,
@@ -167,7 +87,7 @@ def recommend_crews(
     times = travel.travel_to(
         incident.lon, incident.lat, [c.lon for c in crews], [c.lat for c in crews]
     )
-    skills = _skills_by_service(session)[incident.service_code]
+    skills = roster.skills_by_service(session)[incident.service_code]
     return incident, rank_crews(
         crews, times, skills=skills, district_id=incident.district_id, now=now, limit=limit
     )
@@ -279,7 +199,9 @@ def assign_crews(
     crews = lock_crews(session, [d.crew_id for d in dispatches])
     jobs = repo.active_job_counts(session, crew_ids=list(crews))
     current = repo.active_assignments(session, list(incidents))
-    skills = skills_by_service if skills_by_service is not None else _skills_by_service(session)
+    skills = (
+        skills_by_service if skills_by_service is not None else roster.skills_by_service(session)
+    )
     # First every check (and the crews' loads as the dispatches before it leave them),
     # then the new rows with their ids, then the log, in the order of the dispatches.
     made: list[tuple[Dispatch, Assignment, Assignment | None]] = []
@@ -406,7 +328,7 @@ def _end(assignment: Assignment, status: AssignmentStatus, *, now: datetime) -> 
 @dataclass(frozen=True)
 class BatchResult:
     optimal: BatchPlan
-    greedy: BatchPlan
+    greedy: BatchPlan | None  # None when not asked for (``baseline=False``)
     assignments: list[Assignment]
 
 
@@ -420,9 +342,12 @@ def batch_dispatch(
     district_ids: Sequence[int] = (),
     bbox: tuple[float, float, float, float] | None = None,
     incident_ids: Sequence[int] | None = None,
+    baseline: bool = True,
 ) -> BatchResult:
     """Assign every unassigned open incident (in the districts or box, or among
-    ``incident_ids``, if given) at once, optimally."""
+    ``incident_ids``, if given) at once, optimally. ``baseline``: also plan what the
+    greedy baseline would have done, for comparison (a round whose caller reports no
+    comparison, a scheduled one, skips it)."""
     incidents = sorted(
         repo.unassigned_open_incidents(
             session, district_ids=district_ids, bbox=bbox, incident_ids=incident_ids
@@ -435,7 +360,7 @@ def batch_dispatch(
     if not incidents or not crews:
         empty = BatchPlan([], [i.id for i in incidents], 0.0, 0.0)
         return BatchResult(empty, empty, [])
-    skills = _skills_by_service(session)
+    skills = roster.skills_by_service(session)
     batch = [BatchIncident(i.id, i.priority, skills[i.service_code]) for i in incidents]
     rows = travel.travel_matrix(
         [c.lon for c in crews],
@@ -447,7 +372,7 @@ def batch_dispatch(
     row_of = {i.id: r for r, i in enumerate(incidents)}
     column_of = {c.crew_id: k for k, c in enumerate(crews)}
     optimal = assign_optimal(batch, crews, eta, now)
-    greedy = assign_greedy(batch, crews, eta, now)
+    greedy = assign_greedy(batch, crews, eta, now) if baseline else None
     done = assign_crews(
         session,
         [
@@ -467,5 +392,6 @@ def batch_dispatch(
     )
     # Nothing in the round reads what planning writes: the incidents given a crew are
     # planned at once (which flushes), as ``assign_crew`` plans each.
-    plan_incidents(session, [i for _, i in done if i is not None], now=now)
+    made = {i.id: a for a, i in done if i is not None}
+    plan_incidents(session, [i for _, i in done if i is not None], now=now, assigned=made)
     return BatchResult(optimal, greedy, [a for a, _ in done])

@@ -92,9 +92,13 @@ class Fleet:
         """Read the crews' active assignments; the new ones (batch, emergency batch,
         escalation) are answered later."""
         now = self.clock.now()
-        for assignment_id, crew_id, status, lon, lat, service in self._read_active(session):
-            if status != AssignmentStatus.PENDING or assignment_id in self.seen:
-                continue
+        fresh = [
+            assignment_id
+            for assignment_id, (_, status) in self._read_active(session).items()
+            if status == AssignmentStatus.PENDING and assignment_id not in self.seen
+        ]
+        for assignment_id, lon, lat, service in self._read_places(session, fresh):
+            crew_id = self.active[assignment_id][0]
             self.seen.add(assignment_id)
             self.where[assignment_id] = (lon, lat, service)
             accept = bool(self.rng.uniform() >= self.behaviour.decline_probability)
@@ -103,22 +107,36 @@ class Fleet:
                 now + timedelta(seconds=round(delay, 1)), "respond", crew_id, assignment_id, accept
             )
 
-    def _read_active(self, session: Session) -> list[Any]:
+    def _read_active(self, session: Session) -> dict[int, tuple[int, AssignmentStatus]]:
+        """The fleet's active assignments, by id (in id order): crew and step. Every
+        active assignment is read, the fleet's kept in Python: hundreds of crew ids in
+        an IN list would cost more than the few other crews' rows."""
         rows = session.execute(
-            sa.select(
-                Assignment.id,
-                Assignment.crew_id,
-                Assignment.status,
-                Incident.lon,
-                Incident.lat,
-                Incident.service_code,
-            )
-            .join(Incident, Incident.id == Assignment.incident_id)
-            .where(Assignment.is_active.is_(True), Assignment.crew_id.in_(list(self.crews)))
+            sa.select(Assignment.id, Assignment.crew_id, Assignment.status)
+            .where(Assignment.is_active.is_(True))
             .order_by(Assignment.id)
         ).all()
-        self.active = {row[0]: (row[1], AssignmentStatus(row[2])) for row in rows}
-        return list(rows)
+        crews = self.crews
+        self.active = {
+            assignment_id: (crew_id, AssignmentStatus(status))
+            for assignment_id, crew_id, status in rows
+            if crew_id in crews
+        }
+        return self.active
+
+    def _read_places(self, session: Session, assignment_ids: list[int]) -> list[Any]:
+        """(assignment id, lon, lat, service code) of these assignments' incidents, in
+        assignment id order."""
+        if not assignment_ids:
+            return []
+        return list(
+            session.execute(
+                sa.select(Assignment.id, Incident.lon, Incident.lat, Incident.service_code)
+                .join(Incident, Incident.id == Assignment.incident_id)
+                .where(Assignment.id.in_(assignment_ids))
+                .order_by(Assignment.id)
+            ).all()
+        )
 
     # --- a crew's steps ---------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from fieldops.crews.models import Crew, CrewPosition
 from fieldops.dispatch import repo as dispatch_repo
 from fieldops.dispatch.batch import BatchIncident, assign_greedy
 from fieldops.dispatch.models import Assignment, AssignmentStatus
-from fieldops.dispatch.service import TravelModel, assign_crew, crew_states
+from fieldops.dispatch.roster import crew_states
+from fieldops.dispatch.service import TravelModel, assign_crew
 from fieldops.districts.models import District
 from fieldops.incidents.models import Incident, Report
 

@@ -235,7 +235,12 @@ class Drill:
         with unit_of_work(self.sessions) as session:
             if self.options.strategy == "optimal":
                 batch_dispatch(
-                    session, actor=f"{ACTOR}:batch", now=now, travel=travel, stale_after=STALE_AFTER
+                    session,
+                    actor=f"{ACTOR}:batch",
+                    now=now,
+                    travel=travel,
+                    stale_after=STALE_AFTER,
+                    baseline=False,
                 )
                 return
             greedy_round(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import shapely
@@ -66,6 +66,14 @@ def get_emergency(session: Session, emergency_id: int, *, lock: bool = False) ->
     return session.scalars(statement).one_or_none()
 
 
+def get_emergencies(session: Session, emergency_ids: Iterable[int]) -> dict[int, Emergency]:
+    """These emergencies, by id, with one query (an unknown id is absent)."""
+    wanted = sorted(set(emergency_ids))
+    if not wanted:
+        return {}
+    return {e.id: e for e in session.scalars(sa.select(Emergency).where(Emergency.id.in_(wanted)))}
+
+
 def list_emergencies(
     session: Session, *, active: bool | None = None, now: datetime
 ) -> Sequence[Emergency]:
@@ -91,6 +99,22 @@ _ACTIVE = (
 
 def active_emergencies(session: Session, *, now: datetime) -> Sequence[Emergency]:
     return session.scalars(_ACTIVE, {"now": now}).all()
+
+
+def active_emergencies_within(
+    session: Session, *, earliest: datetime, latest: datetime
+) -> Sequence[Emergency]:
+    """The emergencies active at some instant from ``earliest`` to ``latest``, by id: what
+    ``emergencies_at`` may answer for any point at any of those instants (filter them with
+    ``is_active`` and ``holding``)."""
+    return session.scalars(
+        sa.select(Emergency)
+        .where(
+            Emergency.declared_at <= latest,
+            sa.or_(Emergency.ended_at.is_(None), Emergency.ended_at > earliest),
+        )
+        .order_by(Emergency.id)
+    ).all()
 
 
 def emergencies_at(session: Session, lon: float, lat: float, *, now: datetime) -> list[Emergency]:

@@ -265,6 +265,7 @@ def run_batch_round(
         travel=travel,
         stale_after=stale_after,
         incident_ids=[i.id for i in inside],
+        baseline=False,
     )
     done = {a.incident_id for a in result.assignments}
     return BatchRound(

@@ -4,9 +4,10 @@ it did.
 A tick may fire a thousand steps, so the actions work on the tick as a whole: what they
 read (assignments, crews, districts, the ranking of crews) is fetched once for every due
 step, and what they write (outbox messages, the incidents' "escalated" events) is gathered
-and written with one statement each when the tick ends. Only the actions that change an
-incident's plan (a raised priority, a new crew) write as they go, through the same
-services a dispatcher's change goes through.
+and written with one statement each when the tick ends. The actions that change an
+incident's plan go through the same services a dispatcher's change goes through: a raised
+priority is written as it fires, new crews are written together with the tick's other
+reassignments (``fieldops.escalation.reassigning``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ import shapely
 from geoalchemy2.shape import to_shape
 from sqlalchemy.orm import Session
 
-from fieldops.catalog.repo import list_service_types
 from fieldops.crews.repo import crew_names as crew_names_of
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.ranking import CrewState, rank_crews
 from fieldops.dispatch.repo import active_assignments
-from fieldops.dispatch.service import TravelModel, assign_crew, crew_states
+from fieldops.dispatch.roster import crew_states, skills_by_service
+from fieldops.dispatch.service import Dispatch, TravelModel, assign_crew
 from fieldops.districts.repo import district_names, list_districts
 from fieldops.errors import Conflict
 from fieldops.escalation.models import EscalationStep
 from fieldops.escalation.policy import Action
+from fieldops.escalation.reassigning import PendingReassignments, Reassignment
 from fieldops.geo.routing import Travel
-from fieldops.incidents.models import Incident
+from fieldops.incidents.models import Incident, IncidentStatus
 from fieldops.incidents.repo import add_events
 from fieldops.incidents.service import IncidentChange, update_incident
 from fieldops.notifications.service import Message, Outbox, enqueue_many
@@ -48,6 +50,9 @@ class EscalationActions:
     travel: TravelModel
     stale_after: timedelta
     outbox: Outbox
+    # False: each reassignment written as its step fires (what the tick's batch of them
+    # must leave all the same; see ``fieldops.escalation.reassigning``).
+    batch_reassignments: bool = True
     # District id -> neighbouring districts' (code, name); districts rarely change.
     _neighbours: dict[int, list[tuple[str, str]]] = field(default_factory=dict, compare=False)
     # District id -> (code, name), without loading boundaries tick after tick.
@@ -114,7 +119,7 @@ class CrewRanking:
         stale_after: timedelta,
     ) -> CrewRanking:
         crews = crew_states(session, now=now, stale_after=stale_after)
-        skills = {s.code: frozenset(s.skills) for s in list_service_types(session)}
+        skills = skills_by_service(session)
         if not crews or not incidents:
             return cls(crews, skills, {})
         rows = travel.travel_matrix(
@@ -133,8 +138,8 @@ class CrewRanking:
 
 
 class TickActions:
-    """The actions of one tick: each step fired in deadline order, the tick's messages and
-    events written together by ``finish``."""
+    """The actions of one tick: each step fired in deadline order, the tick's messages,
+    events and reassignments written together (by ``finish`` at the latest)."""
 
     def __init__(
         self,
@@ -154,6 +159,15 @@ class TickActions:
         self.messages: list[Message] = []
         self.events: list[dict[str, object]] = []
         self._logged: set[int] = set()  # incidents with events in self.events
+        self.pending = PendingReassignments(
+            session,
+            actor=ACTOR,
+            now=now,
+            travel=actions.travel,
+            stale_after=actions.stale_after,
+            skills_by_service=ranking.skills if ranking is not None else {},
+        )
+        self.refused: dict[int, str] = {}  # step id -> reason, reassignments refused late
         self._run: dict[Action, Callable[[Incident, EscalationStep], str]] = {
             Action.REMIND_CREW: self.remind_crew,
             Action.REASSIGN: self.reassign,
@@ -185,12 +199,27 @@ class TickActions:
         self._logged.add(incident.id)
         return what
 
-    def finish(self) -> None:
+    def catch_up(self, incident: Incident) -> None:
+        """Before the incident's next step is judged: what earlier steps of the tick
+        decided for it is written (and it is re-planned)."""
+        if self.pending.holds(incident.id):
+            self._write_reassignments()
+
+    def finish(self) -> dict[int, str]:
+        self._write_reassignments()
         enqueue_many(self.session, self.actions.outbox, self.messages, now=self.now)
         self.messages.clear()
         self._write_events()
+        refused, self.refused = self.refused, {}
+        return refused
+
+    def _write_reassignments(self) -> None:
+        written, refused = self.pending.write()
+        self.active.update(written)
+        self.refused.update(refused)
 
     def _write_events(self) -> None:
+        self._write_reassignments()  # their events come before the escalations after them
         add_events(self.session, self.events)
         self.events.clear()
         self._logged.clear()
@@ -250,26 +279,38 @@ class TickActions:
         if not others:
             return "no other crew can take it now (skills, shift or capacity)"
         best = others[0]
-        try:
-            assignment = assign_crew(
-                self.session,
-                incident.id,
-                best.crew_id,
-                actor=ACTOR,
-                now=self.now,
-                travel=self.actions.travel,
-                stale_after=self.actions.stale_after,
-                eta_s=best.eta_s,
-                travel_model=best.travel_model,
-            )
-        except Conflict as exc:
-            return f"could not reassign: {exc.detail}"
+        before = f"from crew {current.crew_id} " if current else ""
+        said = f"reassigned {before}to {best.name} (ETA {best.eta_s / 60:.0f} min)"
+        if (
+            self.actions.batch_reassignments
+            and current is not None
+            and incident.status == IncidentStatus.ASSIGNED  # and stays so: no status change
+            and not self.pending.holds(incident.id)
+        ):
+            # Written with the tick's other reassignments (``fieldops.escalation.reassigning``).
+            dispatch = Dispatch(incident.id, best.crew_id, best.eta_s, best.travel_model)
+            self.pending.add(Reassignment(step.id, incident, dispatch, current))
+        else:
+            self._write_reassignments()
+            try:
+                self.active[incident.id] = assign_crew(
+                    self.session,
+                    incident.id,
+                    best.crew_id,
+                    actor=ACTOR,
+                    now=self.now,
+                    travel=self.actions.travel,
+                    stale_after=self.actions.stale_after,
+                    eta_s=best.eta_s,
+                    travel_model=best.travel_model,
+                    skills_by_service=ranking.skills,
+                )
+            except Conflict as exc:
+                return f"could not reassign: {exc.detail}"
         ranking.moved(best.crew_id, +1)
         if current is not None:
             ranking.moved(current.crew_id, -1)
-        self.active[incident.id] = assignment
-        before = f"from crew {current.crew_id} " if current else ""
-        return f"reassigned {before}to {best.name} (ETA {best.eta_s / 60:.0f} min)"
+        return said
 
     def notify_supervisor(self, incident: Incident, step: EscalationStep) -> str:
         code, name = self.actions.district(incident.district_id)
@@ -286,6 +327,7 @@ class TickActions:
         if incident.priority <= 1:
             return "priority already at the top (1)"
         before = incident.priority
+        self._write_reassignments()  # written before this change, as one at a time would be
         update_incident(
             self.session,
             incident.id,

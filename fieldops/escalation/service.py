@@ -4,7 +4,7 @@ what is due exactly once, and explain every step."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, cast
 
@@ -16,7 +16,13 @@ from fieldops.db.ids import give_ids
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.repo import active_assignment, active_assignments
 from fieldops.emergencies.models import Emergency
-from fieldops.emergencies.repo import notice_stretch
+from fieldops.emergencies.repo import (
+    active_emergencies_within,
+    get_emergencies,
+    holding,
+    is_active,
+    notice_stretch,
+)
 from fieldops.escalation import repo
 from fieldops.escalation.models import EscalationStep, PolicyVersion, StepStatus
 from fieldops.escalation.policy import (
@@ -186,19 +192,26 @@ def plan_incidents(
     *,
     now: datetime,
     changed_at: Mapping[int, datetime] | None = None,
+    assigned: Mapping[int, Assignment] | None = None,
 ) -> None:
     """``plan_incident`` for many incidents, with a few queries and one flush for all of
     them (a batch dispatch round plans every incident it assigned at once).
     ``changed_at``: incident id -> the instant it changed, where that is not ``now`` (a
-    batch of crews' steps plans each incident as of its own step)."""
+    batch of crews' steps plans each incident as of its own step). ``assigned``: incident
+    id -> the assignment the caller has just made, for every incident (the newest active
+    one: what would be read)."""
     changed_at = changed_at or {}
     incidents = list({i.id: i for i in incidents}.values())  # each once
     if not incidents:
         return
     ids = [i.id for i in incidents]
     policy = policy_in_force(session)
-    current = active_assignments(session, ids)
+    current = active_assignments(session, ids) if assigned is None else assigned
     steps = repo.steps_of_incidents(session, ids)
+    around = _emergencies_around(session, incidents, now=now, changed_at=changed_at)
+    # Held until planning is done: the session keeps no strong reference to what it
+    # loads, and each incident's ``deadline_factor`` would read its emergency again.
+    held = get_emergencies(session, (i.emergency_id for i in incidents if i.emergency_id))
     for incident in incidents:
         replan(
             session,
@@ -207,9 +220,31 @@ def plan_incidents(
             policy=policy,
             current=current.get(incident.id),
             steps=steps[incident.id],
+            around=around.get(incident.id),
         )
     give_ids(session, session.new)
     session.flush()
+    del held
+
+
+def _emergencies_around(
+    session: Session,
+    incidents: Sequence[Incident],
+    *,
+    now: datetime,
+    changed_at: Mapping[int, datetime],
+) -> dict[int, list[Emergency]]:
+    """The active emergencies holding each incident whose rule they may stretch (one that
+    carries a service notice), each as of its own instant, with one query for all."""
+    asking = [i for i in incidents if i.emergency_id is None and i.service_notice]
+    if not asking:
+        return {}
+    instants = [changed_at.get(i.id, now) for i in asking]
+    known = active_emergencies_within(session, earliest=min(instants), latest=max(instants))
+    return {
+        i.id: holding([e for e in known if is_active(e, now=at)], i.lon, i.lat)
+        for i, at in zip(asking, instants, strict=True)
+    }
 
 
 def replan(
@@ -276,12 +311,17 @@ class Fired:
 class ActionBatch(Protocol):
     """The actions of one tick: fired one by one in deadline order, written together."""
 
+    def catch_up(self, incident: Incident) -> None:
+        """Write what earlier steps gathered for this incident, before its next step."""
+        ...
+
     def fire(self, incident: Incident, step: EscalationStep) -> str:
         """Do the step's action (or gather what it writes); returns, in words, what it did."""
         ...
 
-    def finish(self) -> None:
-        """Write what the fired actions gathered, with a few statements for the tick."""
+    def finish(self) -> Mapping[int, str]:
+        """Write what the fired actions gathered, with a few statements for the tick;
+        returns, by step id, what a gathered action turned out to do instead (rare)."""
         ...
 
 
@@ -318,6 +358,7 @@ def fire_due(
     done: list[Fired] = []
     for step in steps:
         incident = incidents[step.incident_id]
+        batch.catch_up(incident)
         deadline = Deadline(step.deadline)
         # An earlier step of this tick may have moved the incident on (a new crew).
         if deadline in MET[IncidentStatus(incident.status)]:
@@ -328,7 +369,8 @@ def fire_due(
             set_committed_value(step, "status", StepStatus.FIRED)
             _mark(step, StepStatus.FIRED, batch.fire(incident, step), now)
         done.append(Fired(step.id, step.incident_id, step.action, step.status, step.reason))
-    batch.finish()
+    instead = batch.finish()
+    done = [replace(f, reason=instead.get(f.step_id, f.reason)) for f in done]
     repo.settle_steps(session, [(f.step_id, f.status, f.reason) for f in done], now=now)
     return done
 
