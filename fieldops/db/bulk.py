@@ -15,9 +15,10 @@ columns' own bind processing, as they would in an INSERT; a refusal (a constrain
 bad value) is raised as the DBAPIError an INSERT would have raised.
 
 It only inserts: objects already stored that were changed go out with the next flush,
-as always. The objects it writes are not tracked as new in the transaction: if it rolls
-back, roll the whole session back (a savepoint's rollback would leave them looking
-stored). Every new object it keeps in the session must already carry its primary key
+as always. A rollback (of the transaction or of a savepoint around the write) forgets the
+objects it kept, as it forgets objects a flush inserted: they leave the session.
+
+Every new object it keeps in the session must already carry its primary key
 (``give_ids``); objects it lets go may leave theirs to the database (one statement fewer
 than drawing them first).
 """
@@ -32,7 +33,15 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from geoalchemy2 import Geometry
+from sqlalchemy import event
+from sqlalchemy.orm import (
+    Mapper,
+    Session,
+    SessionTransaction,
+    make_transient,
+    make_transient_to_detached,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 
 from fieldops.db.base import Base
@@ -67,11 +76,48 @@ def insert_pending(session: Session, *, keep: tuple[type[Base], ...] | None = No
             write(connection, table, [plan.row(obj) for obj in objects])
     if by_table:
         raise TypeError(f"not a table of fieldops: {', '.join(t.name for t in by_table)}")
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    written: list[tuple[Any, Any]] = session.info.setdefault(_WRITTEN, [])
     for obj in pending:
         session.expunge(obj)
         if keep is None or isinstance(obj, keep):
             make_transient_to_detached(obj)
             session.add(obj)
+            written.append((transaction, obj))
+
+
+# What insert_pending kept in a session, with the transaction that wrote it: a flush's
+# new objects leave the session when their transaction rolls back, and so do these.
+_WRITTEN = "fieldops.bulk.written"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    written = session.info.get(_WRITTEN)
+    if not written:
+        return
+    kept = []
+    for transaction, obj in written:
+        if _within(transaction, previous_transaction):
+            if obj in session:
+                session.expunge(obj)
+            make_transient(obj)
+        else:
+            kept.append((transaction, obj))
+    session.info[_WRITTEN] = kept
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_committed(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def _numbered_by_database(
@@ -93,21 +139,25 @@ class _Plan:
 
     table: sa.Table
     key: str  # the primary key's attribute
-    # (column key, attribute key, the value a row that leaves the attribute unset takes)
-    columns: tuple[tuple[str, str, Callable[[], Any]], ...]
+    # (column key, attribute key, the value a row that leaves the attribute unset takes,
+    # whether None counts as unset: a column with a default that does not store None)
+    columns: tuple[tuple[str, str, Callable[[], Any], bool], ...]
+    relationships: tuple[str, ...]  # set on a new object, a flush would fill its keys in
 
     def row(self, obj: Any) -> dict[str, Any]:
         """The object's column values; an attribute left unset takes its column's default,
         on the object too (as a flush sets it)."""
         values = obj.__dict__
+        for name in self.relationships:
+            if values.get(name) is not None:
+                raise TypeError(f"{self.table.name}: {name} is set; give its key instead")
         row: dict[str, Any] = {}
-        for column, key, default in self.columns:
-            if key in values:
-                row[column] = values[key]
-            else:
+        for column, key, default, none_is_unset in self.columns:
+            value = values.get(key)
+            if value is None and (none_is_unset or key not in values):
                 value = default()
                 set_committed_value(obj, key, value)
-                row[column] = value
+            row[column] = value
         return row
 
 
@@ -119,14 +169,31 @@ def _plan(cls: type[Base], *, numbered: bool) -> _Plan:
     assert isinstance(table, sa.Table)
     (key_column,) = mapper.primary_key
     columns = [
-        (column.key, mapper.get_property_by_column(column).key, _default_of(table, column))
+        (
+            column.key,
+            mapper.get_property_by_column(column).key,
+            _default_of(table, column),
+            column.default is not None and not isinstance(column.type, sa.JSON),
+        )
         for column in table.columns
         if numbered or column is not key_column
     ]
-    return _Plan(table, mapper.get_property_by_column(key_column).key, tuple(columns))
+    relationships = tuple(r.key for r in mapper.relationships)
+    return _Plan(
+        table, mapper.get_property_by_column(key_column).key, tuple(columns), relationships
+    )
 
 
 def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:
+    """What a row that leaves the column unset stores (written by us, not by the database:
+    COPY and a uniform executemany both send every column)."""
+    where = f"{table.name}.{column.key}"
+    if column.server_default is not None:
+        raise TypeError(f"{where}: a default only the database knows")
+    expression = column.type.bind_expression(sa.bindparam("value"))
+    if expression is not None and not isinstance(column.type, Geometry):
+        # COPY sends values as they are: only PostGIS's EWKT text parses as the SQL would.
+        raise TypeError(f"{where}: its type converts values in SQL")
     default = column.default
     if column.primary_key:
 
@@ -140,7 +207,7 @@ def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:
         if default.is_callable:
             return functools.partial(default.arg, None)
         return lambda: default.arg
-    raise TypeError(f"{table.name}.{column.key}: a default only the database knows")
+    raise TypeError(f"{where}: a default only the database knows")
 
 
 def _execute_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -155,16 +222,30 @@ def _copy(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
         f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN"
     )
     processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
-    driver = connection.connection.driver_connection
+    pooled = connection.connection
+    driver = pooled.driver_connection
     assert isinstance(driver, psycopg.Connection)
+    # Errors as an INSERT through SQLAlchemy raises them: a value its type refuses as a
+    # StatementError, the database's refusal as the matching DBAPIError, and a lost
+    # connection invalidated, so that the rollback after it does not fail in turn.
+    try:
+        values = [
+            [
+                value if process is None else process(value)
+                for value, process in zip(row.values(), processors, strict=True)
+            ]
+            for row in rows
+        ]
+    except Exception as error:
+        raise sa.exc.StatementError(str(error), statement, None, error) from error
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        value if process is None else process(value)
-                        for value, process in zip(row.values(), processors, strict=True)
-                    ]
-                )
+            for line in values:
+                copy.write_row(line)
     except psycopg.Error as error:
-        raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
+        lost = dialect.is_disconnect(error, pooled, None)  # type: ignore[arg-type]
+        if lost:
+            connection.invalidate(error)
+        raise sa.exc.DBAPIError.instance(
+            statement, None, error, psycopg.Error, connection_invalidated=lost
+        ) from error

@@ -251,8 +251,10 @@ def _write(session: Session, accepted: list[_Accepted]) -> None:
     emergencies; the policy), then the rows are built in memory, deadlines included, and
     written without the ORM's unit of work (``insert_pending``); only the incidents
     joined go out as UPDATEs, with the final flush."""
-    # The caller's own pending changes go out first, by the ordinary flush: what
-    # insert_pending writes below must be this batch's rows alone.
+    # The caller's own pending changes go out first, by the ordinary flush (their new rows
+    # numbered first, as every flush here numbers them): what insert_pending writes below
+    # must be this batch's rows alone.
+    give_ids(session, session.new)
     session.flush()
     openers = [item for item in accepted if item.joins is None]
     joined = incidents_repo.lock_incidents(

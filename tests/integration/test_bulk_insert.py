@@ -194,3 +194,88 @@ def test_rows_let_go_go_all_with_or_all_without_their_ids(
         with pytest.raises(ValueError, match="incident_events: some new rows have their ids"):
             insert_pending(session, keep=(Incident,))
         session.rollback()
+
+
+def test_a_rolled_back_savepoint_forgets_the_rows_written_in_it(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        kept = _added(session, clock, -73.51)
+        insert_pending(session)
+        savepoint = session.begin_nested()
+        dropped = _added(session, clock, -73.50)
+        insert_pending(session)
+        savepoint.rollback()
+        # As for rows a flush inserted: gone from the session, and not found again.
+        assert dropped not in session and kept in session
+        assert session.get(Incident, dropped.id) is None
+        session.commit()
+        assert session.scalars(sa.select(Incident.id)).all() == [kept.id]
+
+
+def test_a_rolled_back_transaction_forgets_the_rows_written_in_it(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _added(session, clock, -73.49)
+        insert_pending(session)
+        session.rollback()
+        assert incident not in session and sa.inspect(incident).transient
+        assert session.scalar(sa.select(sa.func.count()).select_from(Incident)) == 0
+
+
+def test_none_on_a_column_with_a_default_stores_the_default_as_a_flush_does(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _added(session, clock, -73.48)
+        report = _report(incident, clock)
+        report.address = None  # type: ignore[assignment]
+        session.add(report)
+        give_ids(session, [report])
+        insert_pending(session)
+        session.commit()
+        address = session.scalar(sa.select(Report.address).where(Report.id == report.id))
+        assert address == "" and report.address == ""
+
+
+def test_points_are_stored_as_geometries_on_both_backends(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _added(session, clock, -73.4725)
+        insert_pending(session)
+        session.commit()
+        x, y = session.execute(
+            sa.select(sa.func.ST_X(Incident.geom), sa.func.ST_Y(Incident.geom)).where(
+                Incident.id == incident.id
+            )
+        ).one()
+        assert (x, y) == (-73.4725, 45.52)
+
+
+def test_a_value_its_type_refuses_is_a_statement_error_and_nothing_is_written(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _added(session, clock, -73.47)
+        incident.opened_at = incident.opened_at.replace(tzinfo=None)  # naive: refused
+        with pytest.raises(sa.exc.StatementError, match="naive datetime"):
+            insert_pending(session)
+        session.rollback()
+        assert session.scalar(sa.select(sa.func.count()).select_from(Incident)) == 0
+
+
+def test_a_relationship_set_instead_of_its_key_is_refused(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _added(session, clock, -73.46)
+        insert_pending(session)
+        report = _report(incident, clock)
+        report.incident = incident
+        session.add(report)
+        give_ids(session, [report])
+        with pytest.raises(TypeError, match="reports: incident is set"):
+            insert_pending(session)
+        session.rollback()

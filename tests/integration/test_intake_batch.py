@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from fieldops.clock import ManualClock
+from fieldops.db.ids import give_ids
 from fieldops.errors import FieldOpsError, InvalidInput, OutsideServiceArea
 from fieldops.escalation.models import EscalationStep
 from fieldops.incidents.models import Channel, Incident, IncidentEvent, Report
@@ -237,3 +238,62 @@ def test_a_batch_leaves_the_callers_own_pending_rows_as_a_flush_would(
         sa.select(IncidentEvent.data).where(IncidentEvent.kind == "status_note")
     ).all()
     assert stored == [{"note": "checked"}]
+
+
+def test_the_log_of_a_batch_is_in_the_reports_order(
+    session: Session, context: IntakeContext, clock: ManualClock
+) -> None:
+    # The change feed reads events by id: a batch's events come in the order of its reports.
+    submissions = [
+        Submission(new(at=PLATEAU), "test", clock.now()),
+        Submission(new(at=OUTREMONT), "test", clock.now()),
+        Submission(new(at=east(PLATEAU, 15)), "test", clock.now()),
+        Submission(new("pothole", at=east(OUTREMONT, 5)), "test", clock.now()),
+    ]
+    results = [r for r in submit_many(session, submissions, context=context)]
+    assert all(isinstance(r, IntakeOutcome) for r in results)
+    session.commit()
+    log = session.execute(
+        sa.select(IncidentEvent.incident_id, IncidentEvent.kind).order_by(IncidentEvent.id)
+    ).all()
+    first, other, joined, pothole = (r.incident.id for r in results if isinstance(r, IntakeOutcome))
+    assert [tuple(row) for row in log] == [
+        (first, "opened"),
+        (other, "opened"),
+        (joined, "report_merged"),
+        (pothole, "opened"),
+    ]
+
+
+def test_a_batch_in_a_rolled_back_savepoint_leaves_nothing(
+    session: Session, context: IntakeContext, clock: ManualClock
+) -> None:
+    savepoint = session.begin_nested()
+    (outcome,) = submit_many(session, [Submission(new(), "test", clock.now())], context=context)
+    assert isinstance(outcome, IntakeOutcome)
+    savepoint.rollback()
+    assert outcome.incident not in session and outcome.report not in session
+    # Taken in again after it, as if the first had never been.
+    (again,) = submit_many(session, [Submission(new(), "test", clock.now())], context=context)
+    assert isinstance(again, IntakeOutcome) and not again.merged
+    session.commit()
+    assert count(session, Incident) == 1 and count(session, Report) == 1
+    assert session.scalars(sa.select(IncidentEvent.kind)).all() == ["opened"]
+
+
+def test_the_callers_rows_with_and_without_ids_all_get_theirs(
+    session: Session, context: IntakeContext, clock: ManualClock
+) -> None:
+    (opened,) = submit_many(session, [Submission(new(), "test", clock.now())], context=context)
+    assert isinstance(opened, IntakeOutcome)
+    notes = [
+        IncidentEvent(incident_id=opened.incident.id, at=clock.now(), actor="test", kind=kind)
+        for kind in ("note_a", "note_b")
+    ]
+    session.add(notes[0])
+    session.add(notes[1])
+    give_ids(session, [notes[1]])  # one numbered by the caller, one not
+    submit_many(session, [Submission(new(at=OUTREMONT), "test", clock.now())], context=context)
+    session.commit()
+    assert len({n.id for n in notes}) == 2
+    assert count(session, IncidentEvent) == 4
