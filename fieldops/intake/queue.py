@@ -16,8 +16,8 @@ transaction, so one bad report never costs the others theirs.
 While reports keep coming the writer keeps its database connection from one batch to the
 next: the pool's check-out (and its ping, one round trip to the database) is paid once per
 busy spell, not once per batch. The connection goes back to the pool as soon as nothing is
-waiting, and after any failure, so an idle writer holds none and every spell starts from a
-connection the pool has just checked.
+waiting (before the batch's senders are answered), and after any failure, so an idle
+writer holds none and every spell starts from a connection the pool has just checked.
 """
 
 from __future__ import annotations
@@ -99,10 +99,10 @@ class IntakeQueue:
             self._waiting.append(slot)
             self._wake.notify()
 
-    def _take(self, *, wait: bool) -> list[_Slot]:
-        """Every report waiting, up to ``max_batch``; with ``wait``, at least one."""
+    def _take(self) -> list[_Slot]:
+        """Every report waiting, up to ``max_batch``; at least one (waits for it)."""
         with self._wake:
-            while wait and not self._waiting:
+            while not self._waiting:
                 self._wake.wait()
             count = min(len(self._waiting), self.max_batch)
             return [self._waiting.popleft() for _ in range(count)]
@@ -110,12 +110,8 @@ class IntakeQueue:
     def _run(self) -> None:
         connection: Connection | None = None
         while True:
-            batch = self._take(wait=connection is None)
-            if not batch:
-                # Nothing waiting: give the connection back before sleeping.
-                _release(connection)
-                connection = None
-                continue
+            # A connection is kept only while reports are waiting (see below).
+            batch = self._take()
             try:
                 try:
                     if connection is None:
@@ -135,7 +131,16 @@ class IntakeQueue:
                 for slot in batch:
                     if slot.outcome is None and slot.error is None:
                         slot.error = error
+            if connection is not None and self._idle():
+                # Back in the pool before anyone is answered: a sender that then shuts the
+                # app down (and disposes of the pool) finds no connection still out.
+                _release(connection)
+                connection = None
             _answer(batch)
+
+    def _idle(self) -> bool:
+        with self._wake:
+            return not self._waiting
 
     def _connect(self) -> Connection:
         with self.sessions() as session:

@@ -5,6 +5,7 @@ every report it answers, exactly once, whatever else fails beside it."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -297,3 +298,21 @@ def test_the_callers_rows_with_and_without_ids_all_get_theirs(
     session.commit()
     assert len({n.id for n in notes}) == 2
     assert count(session, IncidentEvent) == 4
+
+
+def test_an_idle_writer_has_given_its_connection_back_before_answering(
+    engine: sa.Engine, sessions: sessionmaker[Session], context: IntakeContext, clock: ManualClock
+) -> None:
+    # A sender that shuts the app down once answered (disposing of the pool) must find no
+    # connection still out: one returned to a disposed pool is left for the collector.
+    def slow_checkin(*_: object) -> None:
+        time.sleep(0.05)  # a return to the pool that takes its time
+
+    queue = IntakeQueue(sessions, lambda: context)
+    sa.event.listen(engine, "checkin", slow_checkin)
+    try:
+        for at in (PLATEAU, OUTREMONT, east(OUTREMONT, 400)):
+            queue.submit(Submission(new(at=at), "test", clock.now()))
+            assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        sa.event.remove(engine, "checkin", slow_checkin)
