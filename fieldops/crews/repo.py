@@ -27,8 +27,22 @@ def crew_rows(
     name), by id; ``able_at``: only the crews that could take one more job then (on duty,
     on shift, and fewer than their capacity of active ``jobs``, a count correlated with
     the crew)."""
+    statement = crew_select(able=able_at is not None, jobs=jobs, columns=columns)
+    # On the session's connection, not through the ORM: plain rows, at about half the cost.
+    return session.connection().execute(statement, {"able_at": able_at}).all()
+
+
+def crew_select(
+    *,
+    able: bool = False,
+    jobs: sa.ScalarSelect[int] | None = None,
+    columns: Sequence[Any] | None = None,
+) -> sa.Select[Any]:
+    """The statement ``crew_rows`` runs, built once by a caller that runs it often;
+    ``able``: only the crews able at the bound parameter ``able_at``."""
     statement = sa.select(*(columns if columns is not None else Crew.__table__.columns))
-    if able_at is not None:
+    if able:
+        able_at = sa.bindparam("able_at", type_=Crew.__table__.c.shift_starts_at.type)
         statement = statement.where(
             Crew.status != CrewStatus.OFF_DUTY,
             Crew.shift_starts_at <= able_at,
@@ -36,8 +50,7 @@ def crew_rows(
         )
         if jobs is not None:
             statement = statement.where(jobs < Crew.capacity)
-    # On the session's connection, not through the ORM: plain rows, at about half the cost.
-    return session.connection().execute(statement.order_by(Crew.id)).all()
+    return statement.order_by(Crew.id)
 
 
 def crew_names(session: Session, crew_ids: Sequence[int]) -> dict[int, str]:
@@ -61,15 +74,16 @@ def lock_crews(session: Session, crew_ids: Sequence[int]) -> dict[int, Crew]:
     """The crews, locked for update until the transaction ends, by id."""
     if not crew_ids:
         return {}
-    return {
-        crew.id: crew
-        for crew in session.scalars(
-            sa.select(Crew)
-            .where(Crew.id.in_(sorted(set(crew_ids))))
-            .order_by(Crew.id)
-            .with_for_update()
-        )
-    }
+    return {crew.id: crew for crew in session.scalars(_LOCK_CREWS, {"ids": sorted(set(crew_ids))})}
+
+
+# Built once: crews' steps and position fixes lock their crews at every drill drain.
+_LOCK_CREWS = (
+    sa.select(Crew)
+    .where(Crew.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(Crew.id)
+    .with_for_update()
+)
 
 
 def crew_by_name(session: Session) -> dict[str, Crew]:
@@ -83,12 +97,17 @@ def known_fix_times_of(
     if not crew_ids or not fix_times:
         return set()
     rows = session.execute(
-        sa.select(CrewPosition.crew_id, CrewPosition.fix_at).where(
-            CrewPosition.crew_id.in_(sorted(set(crew_ids))),
-            CrewPosition.fix_at.in_(list(fix_times)),
-        )
+        _KNOWN_FIXES, {"crew_ids": sorted(set(crew_ids)), "fix_times": list(fix_times)}
     ).all()
     return {(crew_id, at) for crew_id, at in rows}
+
+
+_KNOWN_FIXES = sa.select(CrewPosition.crew_id, CrewPosition.fix_at).where(
+    CrewPosition.crew_id.in_(sa.bindparam("crew_ids", expanding=True)),
+    CrewPosition.fix_at.in_(
+        sa.bindparam("fix_times", expanding=True, type_=CrewPosition.__table__.c.fix_at.type)
+    ),
+)
 
 
 def track(session: Session, crew_id: int, *, limit: int = 500) -> Sequence[CrewPosition]:
@@ -100,3 +119,10 @@ def track(session: Session, crew_id: int, *, limit: int = 500) -> Sequence[CrewP
         .limit(limit)
     ).all()
     return list(reversed(rows))
+
+
+def add_positions(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Store many fixes (crew_id, lon, lat, fix_at, received_at) with one executemany;
+    their ids follow the order of ``rows``."""
+    if rows:
+        session.connection().execute(sa.insert(CrewPosition), list(rows))

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from fieldops.crews.models import Crew, CrewPosition, CrewStatus
-from fieldops.crews.repo import crew_by_name, known_fix_times_of, lock_crews
+from fieldops.crews.models import Crew, CrewStatus
+from fieldops.crews.repo import add_positions, crew_by_name, known_fix_times_of, lock_crews
 from fieldops.crews.spec import CrewSpec
 from fieldops.db.ids import give_ids
 from fieldops.errors import FieldProblem, InvalidInput, NotFound
@@ -113,15 +113,25 @@ def record_fleet_positions(
     if missing:
         raise NotFound(f"no crew with id {missing[0]}")
     unique = {crew_id: {f.fix_at: f for f in crew_fixes} for crew_id, crew_fixes in fixes.items()}
+    # A crew's last fix is the newest it ever stored: only a fix at or before it can be a
+    # repeat, so only those are looked up (a crew reporting as it goes sends none).
+    maybe_sent = {
+        crew_id: [at for at in by_time if last is not None and at <= last]
+        for crew_id, by_time in unique.items()
+        if (last := crews[crew_id].last_fix_at) is not None
+    }
     already = known_fix_times_of(
-        session, list(unique), sorted({at for by_time in unique.values() for at in by_time})
+        session,
+        [crew_id for crew_id, times in maybe_sent.items() if times],
+        sorted({at for times in maybe_sent.values() for at in times}),
     )
     outcomes: dict[int, FixesOutcome] = {}
+    rows: list[dict[str, object]] = []  # the new fixes, written with one statement
     for crew_id, by_time in unique.items():
         crew = crews[crew_id]
         fresh = [f for at, f in sorted(by_time.items()) if (crew_id, at) not in already]
-        session.add_all(
-            CrewPosition(crew_id=crew_id, lon=f.lon, lat=f.lat, fix_at=f.fix_at, received_at=now)
+        rows.extend(
+            {"crew_id": crew_id, "lon": f.lon, "lat": f.lat, "fix_at": f.fix_at, "received_at": now}
             for f in fresh
         )
         moved = False
@@ -134,6 +144,9 @@ def record_fleet_positions(
         outcomes[crew_id] = FixesOutcome(
             stored=len(fresh), repeated=len(fixes[crew_id]) - len(fresh), moved=moved
         )
+    # What the session holds new (a caller's own) goes first, with its ids; then the
+    # fixes, numbered by the database in order: nothing reads them back as objects.
     give_ids(session, session.new)
     session.flush()
+    add_positions(session, rows)
     return outcomes

@@ -17,14 +17,18 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from fieldops.crews.models import Crew
-from fieldops.db.ids import give_ids
 from fieldops.dispatch import repo
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.service import move_incident, refresh_crew_statuses
 from fieldops.errors import Conflict, FieldOpsError, InvalidInput, NotFound
 from fieldops.escalation.service import plan_incidents
 from fieldops.incidents.models import Incident, IncidentStatus
-from fieldops.incidents.service import check_status_change, record_event
+from fieldops.incidents.service import (
+    EventRows,
+    check_status_change,
+    record_event,
+    write_events,
+)
 
 # What a crew may do to its assignment, from which step, and where it leads.
 CREW_ACTIONS: dict[str, tuple[frozenset[AssignmentStatus], AssignmentStatus, IncidentStatus]] = {
@@ -134,9 +138,10 @@ def _apply(
     changed: dict[int, Incident] = {}
     changed_at: dict[int, datetime] = {}
     crews: dict[int, Crew] = {}
+    log: EventRows = []
     for step in steps:
         try:
-            assignment, incident, crew = _step(session, step, found.get(step.assignment_id))
+            assignment, incident, crew = _step(session, step, found.get(step.assignment_id), log)
         except FieldOpsError as exc:
             outcomes.append(exc)
             continue
@@ -146,8 +151,9 @@ def _apply(
         crews[crew.id] = crew
     if changed:
         # The session does not autoflush: the crews' statuses are read after the steps
-        # are in the table, and planning flushes what it and they changed.
-        give_ids(session, session.new)
+        # are in the table, and planning flushes what it and they changed. The log goes
+        # in with one statement.
+        write_events(session, log)
         refresh_crew_statuses(session, list(crews.values()))
         plan_incidents(
             session, list(changed.values()), now=max(changed_at.values()), changed_at=changed_at
@@ -156,10 +162,13 @@ def _apply(
 
 
 def _step(
-    session: Session, step: CrewStep, row: tuple[Assignment, Incident, Crew] | None
+    session: Session,
+    step: CrewStep,
+    row: tuple[Assignment, Incident, Crew] | None,
+    log: EventRows,
 ) -> tuple[Assignment, Incident, Crew]:
     """Check one step against the assignment as the steps before it left it, and apply it
-    to the objects (written when the caller flushes)."""
+    to the objects (written when the caller flushes); its events go to ``log``."""
     if step.action not in CREW_ACTIONS:
         raise InvalidInput.for_field("action", f"must be one of {', '.join(CREW_ACTIONS)}")
     if row is None or row[0].crew_id != step.crew_id:
@@ -208,6 +217,7 @@ def _step(
         actor=actor,
         now=now,
         data={"assignment_id": assignment.id, "crew_id": step.crew_id, "note": note},
+        rows=log,
     )
-    move_incident(session, incident, incident_status, actor=actor, now=now, note=note)
+    move_incident(session, incident, incident_status, actor=actor, now=now, note=note, rows=log)
     return assignment, incident, crew

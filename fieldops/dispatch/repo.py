@@ -16,11 +16,44 @@ from fieldops.incidents.models import Incident, IncidentStatus
 def active_job_counts(session: Session, *, crew_ids: Sequence[int] | None = None) -> dict[int, int]:
     """Active assignments per crew (of ``crew_ids``, else of every crew); a crew with none
     is absent."""
-    statement = sa.select(Assignment.crew_id, sa.func.count()).where(Assignment.is_active.is_(True))
-    if crew_ids is not None:
-        statement = statement.where(Assignment.crew_id.in_(sorted(set(crew_ids))))
-    rows = session.execute(statement.group_by(Assignment.crew_id)).all()
+    if crew_ids is None:
+        rows = session.execute(_JOB_COUNTS.group_by(Assignment.crew_id)).all()
+    elif not crew_ids:
+        return {}
+    else:
+        rows = session.execute(_JOB_COUNTS_OF, {"crew_ids": sorted(set(crew_ids))}).all()
     return {crew_id: count for crew_id, count in rows}
+
+
+# The statements a tick runs again and again, built once (building one, and deriving its
+# cache key, cost about as much as running it); lists of ids go in as expanding parameters.
+_JOB_COUNTS = sa.select(Assignment.crew_id, sa.func.count()).where(Assignment.is_active.is_(True))
+_JOB_COUNTS_OF = _JOB_COUNTS.where(
+    Assignment.crew_id.in_(sa.bindparam("crew_ids", expanding=True))
+).group_by(Assignment.crew_id)
+_ACTIVE_STATUSES = (
+    sa.select(Assignment.crew_id, Assignment.status)
+    .where(
+        Assignment.crew_id.in_(sa.bindparam("crew_ids", expanding=True)),
+        Assignment.is_active.is_(True),
+    )
+    .distinct()
+)
+_ACTIVE_OF_INCIDENTS = (
+    sa.select(Assignment)
+    .where(Assignment.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
+    .where(Assignment.is_active.is_(True))
+    .order_by(Assignment.id)
+)
+_LOCK_FOR_STEPS = (
+    sa.select(Assignment, Incident, Crew)
+    .join(Incident, Incident.id == Assignment.incident_id)
+    .join(Crew, Crew.id == Assignment.crew_id)
+    .where(Assignment.id.in_(sa.bindparam("assignment_ids", expanding=True)))
+    # Incidents locked in id order, as everywhere else (no deadlock with intake).
+    .order_by(Incident.id, Assignment.id)
+    .with_for_update(of=[Assignment.__table__, Incident.__table__])
+)
 
 
 def active_jobs_of_crew() -> sa.ScalarSelect[int]:
@@ -51,11 +84,7 @@ def active_assignment_statuses(
     found: dict[int, set[AssignmentStatus]] = {}
     if not crew_ids:
         return found
-    rows = session.execute(
-        sa.select(Assignment.crew_id, Assignment.status)
-        .where(Assignment.crew_id.in_(sorted(set(crew_ids))), Assignment.is_active.is_(True))
-        .distinct()
-    )
+    rows = session.execute(_ACTIVE_STATUSES, {"crew_ids": sorted(set(crew_ids))})
     for crew_id, status in rows:
         found.setdefault(crew_id, set()).add(AssignmentStatus(status))
     return found
@@ -74,12 +103,7 @@ def active_assignments(session: Session, incident_ids: Sequence[int]) -> dict[in
     """``active_assignment`` for many incidents with one query: incident id -> assignment."""
     if not incident_ids:
         return {}
-    rows = session.scalars(
-        sa.select(Assignment)
-        .where(Assignment.incident_id.in_(sorted(set(incident_ids))))
-        .where(Assignment.is_active.is_(True))
-        .order_by(Assignment.id)
-    )
+    rows = session.scalars(_ACTIVE_OF_INCIDENTS, {"incident_ids": sorted(set(incident_ids))})
     return {a.incident_id: a for a in rows}  # the newest wins, as in active_assignment
 
 
@@ -100,15 +124,7 @@ def lock_assignments_for_steps(
     Assignment id -> (assignment, incident, crew); an unknown id is absent."""
     if not assignment_ids:
         return {}
-    rows = session.execute(
-        sa.select(Assignment, Incident, Crew)
-        .join(Incident, Incident.id == Assignment.incident_id)
-        .join(Crew, Crew.id == Assignment.crew_id)
-        .where(Assignment.id.in_(sorted(set(assignment_ids))))
-        # Incidents locked in id order, as everywhere else (no deadlock with intake).
-        .order_by(Incident.id, Assignment.id)
-        .with_for_update(of=[Assignment.__table__, Incident.__table__])
-    ).all()
+    rows = session.execute(_LOCK_FOR_STEPS, {"assignment_ids": sorted(set(assignment_ids))}).all()
     return {a.id: (a, i, c) for a, i, c in rows}
 
 

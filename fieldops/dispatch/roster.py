@@ -10,6 +10,7 @@ most crews' rows do not change: such a crew keeps the state made for it before.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from fieldops.catalog.models import ServiceType
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.crews.repo import crew_rows
+from fieldops.crews.repo import crew_select
 from fieldops.dispatch import repo
 from fieldops.dispatch.ranking import CrewState
 
@@ -77,12 +78,37 @@ def crew_states(
     the few it assigns. (The flush makes the rows show what crews in the session were
     changed to, as the objects would.)"""
     session.flush()
+    rows = (
+        session.connection()
+        .execute(_roster(able_only), {"able_at": now, "stale_before": now - stale_after})
+        .all()
+    )
+    instant = _instant_decoder(session.get_bind().dialect)
+    if len(_states) >= _MEMO_LIMIT:
+        _states.clear()
+    states = []
+    for row in rows:
+        # A crew whose row is as it was at an earlier read has the state it had then
+        # (states are immutable; two backends' rows never match: their raw instants
+        # differ in type). Keyed by plain tuples: they compare at C speed.
+        key = tuple(row)
+        state = _states.get(key)
+        if state is None:
+            state = _states[key] = _state(key, instant)
+        states.append(state)
+    return states
+
+
+@functools.cache
+def _roster(able_only: bool) -> sa.Select[Any]:
+    """The roster's statement, built once (building it cost as much as running it):
+    bound parameters ``able_at`` and ``stale_before`` (a fix older is stale)."""
     jobs = repo.active_jobs_of_crew()  # read with each crew, in the same statement
     raw = sa.types.NullType()
-    stale = sa.or_(Crew.last_fix_at.is_(None), Crew.last_fix_at < now - stale_after)
-    rows = crew_rows(
-        session,
-        able_at=now if able_only else None,
+    stale_before = sa.bindparam("stale_before", type_=Crew.__table__.c.last_fix_at.type)
+    stale = sa.or_(Crew.last_fix_at.is_(None), Crew.last_fix_at < stale_before)
+    return crew_select(
+        able=able_only,
         jobs=jobs if able_only else None,
         columns=(
             Crew.id,
@@ -101,20 +127,6 @@ def crew_states(
             jobs.label("active_jobs"),
         ),
     )
-    instant = _instant_decoder(session.get_bind().dialect)
-    if len(_states) >= _MEMO_LIMIT:
-        _states.clear()
-    states = []
-    for row in rows:
-        # A crew whose row is as it was at an earlier read has the state it had then
-        # (states are immutable; two backends' rows never match: their raw instants
-        # differ in type). Keyed by plain tuples: they compare at C speed.
-        key = tuple(row)
-        state = _states.get(key)
-        if state is None:
-            state = _states[key] = _state(key, instant)
-        states.append(state)
-    return states
 
 
 def _state(row: tuple[Any, ...], instant: Callable[[Any], datetime]) -> CrewState:

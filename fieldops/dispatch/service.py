@@ -25,7 +25,7 @@ from fieldops.escalation.service import plan_incident, plan_incidents
 from fieldops.geo.routing import Travel
 from fieldops.incidents.models import Incident, IncidentStatus
 from fieldops.incidents.repo import get_incident, lock_incidents
-from fieldops.incidents.service import change_status, record_event
+from fieldops.incidents.service import EventRows, change_status, record_event, write_events
 
 
 class TravelModel(Protocol):
@@ -129,10 +129,12 @@ def move_incident(
     actor: str,
     now: datetime,
     note: str = "",
+    rows: EventRows | None = None,
 ) -> None:
     """Move the incident, which the caller holds locked, to ``status``; the caller flushes
-    and re-plans it (``plan_incident``) once every change of its use case is in."""
-    change_status(session, incident, status, actor=actor, now=now, note=note or None)
+    and re-plans it (``plan_incident``) once every change of its use case is in.
+    ``rows``: the move's event is gathered there (see ``record_event``)."""
+    change_status(session, incident, status, actor=actor, now=now, note=note or None, rows=rows)
     # A new crew on it is a change, even when the status stays (and a step applied late,
     # after a newer change, does not move the time back).
     incident.updated_at = max(incident.updated_at, now)
@@ -239,6 +241,7 @@ def assign_crews(
     session.add_all(a for _, a, _ in made)
     give_ids(session, session.new)
     touched: dict[int, Crew] = {}
+    log: EventRows = []  # written with one statement, after the assignments
     for d, assignment, relieved in made:
         incident, crew = incidents[d.incident_id], crews[d.crew_id]
         touched[crew.id] = crew
@@ -251,6 +254,7 @@ def assign_crews(
                 actor=actor,
                 now=now,
                 data={"from_crew_id": relieved.crew_id, "to_crew_id": crew.id},
+                rows=log,
             )
             if relieved.crew_id not in touched:
                 previous = get_crew(session, relieved.crew_id)
@@ -269,10 +273,11 @@ def assign_crews(
                 "eta_s": assignment.eta_s,
                 "travel_model": assignment.travel_model,
             },
+            rows=log,
         )
-        move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now)
+        move_incident(session, incident, IncidentStatus.ASSIGNED, actor=actor, now=now, rows=log)
     if made:
-        give_ids(session, session.new)
+        write_events(session, log)  # which flushes the new assignments first
         refresh_crew_statuses(session, list(touched.values()))  # which flushes
     return outcomes
 

@@ -39,13 +39,27 @@ def steps_of_incidents(
     found: dict[int, list[EscalationStep]] = {i: [] for i in incident_ids}
     if not found:
         return found
-    for step in session.scalars(
-        sa.select(EscalationStep)
-        .where(EscalationStep.incident_id.in_(sorted(found)))
-        .order_by(EscalationStep.incident_id, EscalationStep.due_at, EscalationStep.id)
-    ):
+    for step in session.scalars(_STEPS_OF_INCIDENTS, {"incident_ids": sorted(found)}):
         found[step.incident_id].append(step)
     return found
+
+
+# Built once: every planning pass and every tick runs them.
+_STEPS_OF_INCIDENTS = (
+    sa.select(EscalationStep)
+    .where(EscalationStep.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
+    .order_by(EscalationStep.incident_id, EscalationStep.due_at, EscalationStep.id)
+)
+_CLAIM_DUE = (
+    sa.select(EscalationStep)
+    .where(
+        EscalationStep.status == StepStatus.PLANNED,
+        EscalationStep.due_at <= sa.bindparam("now", type_=EscalationStep.__table__.c.due_at.type),
+    )
+    .order_by(EscalationStep.due_at, EscalationStep.id)
+    .limit(sa.bindparam("limit"))
+)
+_CLAIM_DUE_SKIP_LOCKED = _CLAIM_DUE.with_for_update(skip_locked=True)
 
 
 def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[EscalationStep]:
@@ -55,14 +69,9 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Escala
     schedulers never take the same step; SpatiaLite's write lock serialises them anyway.
     """
     statement = (
-        sa.select(EscalationStep)
-        .where(EscalationStep.status == StepStatus.PLANNED, EscalationStep.due_at <= now)
-        .order_by(EscalationStep.due_at, EscalationStep.id)
-        .limit(limit)
+        _CLAIM_DUE_SKIP_LOCKED if session.get_bind().dialect.name == "postgresql" else _CLAIM_DUE
     )
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    return session.scalars(statement).all()
+    return session.scalars(statement, {"now": now, "limit": limit}).all()
 
 
 def next_due_at(session: Session) -> datetime | None:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from fieldops.db.bulk import insert_pending
 from fieldops.db.ids import give_ids
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.repo import active_assignment, active_assignments
@@ -222,9 +223,22 @@ def plan_incidents(
             steps=steps[incident.id],
             around=around.get(incident.id),
         )
-    give_ids(session, session.new)
+    _write_new_steps(session)
     session.flush()
     del held
+
+
+def _write_new_steps(session: Session) -> None:
+    """Write the steps planning added with one statement, numbered by the database in
+    the order planned (the ids ``give_ids`` would give), and let them go: nothing reads
+    them back as objects in the transaction (planning again reads them from the table).
+    With anything else new in the session (a caller's own, unflushed), the new rows are
+    given their ids and flushed together instead, as they always were."""
+    new = list(session.new)
+    if new and all(type(o) is EscalationStep and o.id is None for o in new):
+        insert_pending(session, keep=())
+    else:
+        give_ids(session, new)
 
 
 def _emergencies_around(

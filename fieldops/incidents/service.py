@@ -9,11 +9,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fieldops.db.base import ewkt_point
+from fieldops.db.ids import give_ids
 from fieldops.errors import Conflict, InvalidInput, NotFound
 from fieldops.escalation.service import plan_incident
 from fieldops.incidents import repo
 from fieldops.incidents.lifecycle import ALLOWED, can_move
 from fieldops.incidents.models import Incident, IncidentEvent, IncidentStatus, Report
+
+# Events gathered as plain rows (incident_id, at, actor, kind, data), in log order, for a
+# caller that writes many of them with one statement (``repo.add_events``).
+EventRows = list[dict[str, object]]
 
 
 def record_event(
@@ -24,11 +29,40 @@ def record_event(
     actor: str,
     now: datetime,
     data: dict[str, Any] | None = None,
-) -> IncidentEvent:
-    """Append one event to the incident's log (its audit trail and the map's change feed)."""
-    event = IncidentEvent(incident_id=incident.id, at=now, actor=actor, kind=kind, data=data or {})
-    session.add(event)
-    return event
+    rows: EventRows | None = None,
+) -> None:
+    """Append one event to the incident's log (its audit trail and the map's change feed).
+    ``rows``: gather it there as a plain row instead of adding an object to the session
+    (a batch writes its log with one statement; see ``write_events``)."""
+    if rows is not None:
+        rows.append(
+            {
+                "incident_id": incident.id,
+                "at": now,
+                "actor": actor,
+                "kind": kind,
+                "data": data or {},
+            }
+        )
+        return
+    session.add(
+        IncidentEvent(incident_id=incident.id, at=now, actor=actor, kind=kind, data=data or {})
+    )
+
+
+def write_events(session: Session, rows: EventRows) -> None:
+    """Write gathered events with one statement; the database numbers them in order.
+
+    New objects already in the session (another use case's, not yet flushed) are
+    flushed first: they were logged first, and an id given to one of them must not be
+    taken by these rows (``give_ids``)."""
+    if not rows:
+        return
+    if session.new:
+        give_ids(session, session.new)
+        session.flush()
+    repo.add_events(session, rows)
+    rows.clear()
 
 
 @dataclass(frozen=True)
@@ -125,10 +159,12 @@ def change_status(
     actor: str,
     now: datetime,
     note: str | None = None,
+    rows: EventRows | None = None,
 ) -> None:
     """Move an incident the caller holds locked to ``status``, checking the lifecycle, and
-    log the move; nothing is written until the caller flushes, and nothing is re-planned
-    (the caller plans once every change of its use case is in)."""
+    log the move (into ``rows``, when given: see ``record_event``); nothing is written
+    until the caller flushes, and nothing is re-planned (the caller plans once every
+    change of its use case is in)."""
     if status == incident.status:
         return
     check_status_change(incident, status)
@@ -140,6 +176,7 @@ def change_status(
         actor=actor,
         now=now,
         data={"from": str(current), "to": str(status), "note": note or ""},
+        rows=rows,
     )
     incident.status = status
     incident.is_open = not status.is_closed
