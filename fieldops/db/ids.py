@@ -3,8 +3,8 @@
 An INSERT that must hand back the ids it generated (``RETURNING``) is rendered as one
 long multi-row statement for a batch, which the PostgreSQL driver has to parse anew each
 time. Rows that already carry their ids go in with the driver's pipelined
-``executemany`` instead: one prepared statement, one round trip. So on PostGIS the ids
-are drawn from each table's own sequence, for every table at once, in one statement.
+``executemany`` or with ``COPY`` (``fieldops.db.bulk``) instead. So on PostGIS the ids are
+drawn from each table's own sequence, for every table at once, in one statement.
 
 SQLite hands back generated ids one row at a time, so a batch becomes one INSERT per row.
 There every writing transaction holds the database's write lock from its start (``BEGIN
@@ -13,7 +13,10 @@ id is the table's highest id plus one, which is what SQLite itself would give, s
 are read as each table's highest, in one statement. The ids given in a session but not yet
 flushed count too. Give every new row its id before the flush that writes any of them
 (``give_ids(session, session.new)``): a row left without one would take the table's next
-id from SQLite, which may be one already given.
+id from SQLite, which may be one already given. Rows may be left to the database only when
+no id of their table has been given and not yet written: rows written with no id at all
+(``insert_pending``'s let-go rows, ``add_events``) are safe, as the next call here reads
+the table's highest id again.
 """
 
 from __future__ import annotations

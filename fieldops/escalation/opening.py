@@ -21,7 +21,7 @@ from fieldops.incidents.models import Incident
 
 @dataclass(frozen=True)
 class Opened:
-    incident: Incident  # flushed: it has its id
+    incident: Incident  # it has its id (given, perhaps not yet written)
     now: datetime
     around: Sequence[Emergency]  # the active emergencies holding it
 
