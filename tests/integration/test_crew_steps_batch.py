@@ -6,11 +6,11 @@ statements whatever its size."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from floods import open_floods, travel_model
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from statements import counting_statements
@@ -20,40 +20,26 @@ from fieldops.crews.models import Crew, CrewStatus
 from fieldops.db.engine import unit_of_work
 from fieldops.dispatch.crew_steps import CrewStep, act_on_assignment, act_on_assignments
 from fieldops.dispatch.models import Assignment
-from fieldops.dispatch.service import batch_dispatch
-from fieldops.dispatch.travel import load_travel_model
+from fieldops.dispatch.service import TravelModel, batch_dispatch
 from fieldops.errors import Conflict, FieldOpsError, InvalidInput, NotFound
 from fieldops.escalation.models import EscalationStep
-from fieldops.incidents.models import Channel, Incident, IncidentEvent
-from fieldops.intake.context import IntakeContext
-from fieldops.intake.schemas import NewReport
-from fieldops.intake.service import Submission, submit_many
+from fieldops.incidents.models import Incident, IncidentEvent
 
-LAYERS = Path(__file__).resolve().parents[2] / "layers"
 STALE = timedelta(minutes=5)
-# Four floods far enough apart not to be merged, in the west of the island.
-PLACES = [(-73.857, 45.480), (-73.870, 45.490), (-73.840, 45.500), (-73.880, 45.470)]
 
 
 @pytest.fixture(scope="module")
-def travel():  # type: ignore[no-untyped-def]
-    return load_travel_model(LAYERS, metric_crs="EPSG:32188")
+def travel() -> TravelModel:
+    return travel_model()
 
 
 @pytest.fixture
-def assigned(sessions: sessionmaker[Session], clock: ManualClock, travel) -> list[Assignment]:  # type: ignore[no-untyped-def]
+def assigned(
+    sessions: sessionmaker[Session], clock: ManualClock, travel: TravelModel
+) -> list[Assignment]:
     """Four floods, each given a crew by a batch round (committed)."""
     with unit_of_work(sessions) as session:
-        context = IntakeContext.load(session)
-        submissions = [
-            Submission(
-                NewReport(service_code="flooding", lon=lon, lat=lat, channel=Channel.DISPATCHER),
-                "test",
-                clock.now(),
-            )
-            for lon, lat in PLACES
-        ]
-        submit_many(session, submissions, context=context)
+        open_floods(session, clock)
         result = batch_dispatch(
             session, actor="test", now=clock.now(), travel=travel, stale_after=STALE
         )

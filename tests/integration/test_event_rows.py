@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from floods import open_floods, travel_model
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,42 +23,22 @@ from fieldops.db.engine import unit_of_work
 from fieldops.db.ids import give_ids
 from fieldops.dispatch.crew_steps import CrewStep, act_on_assignments
 from fieldops.dispatch.models import Assignment
-from fieldops.dispatch.service import batch_dispatch
-from fieldops.dispatch.travel import load_travel_model
-from fieldops.incidents.models import Channel, Incident, IncidentEvent, IncidentStatus
+from fieldops.dispatch.service import TravelModel, batch_dispatch
+from fieldops.incidents.models import Incident, IncidentEvent, IncidentStatus
 from fieldops.incidents.service import EventRows, change_status, record_event, write_events
-from fieldops.intake.context import IntakeContext
-from fieldops.intake.schemas import NewReport
-from fieldops.intake.service import Submission, submit_many
 
-LAYERS = Path(__file__).resolve().parents[2] / "layers"
 STALE = timedelta(minutes=5)
-PLACES = [(-73.857, 45.480), (-73.870, 45.490), (-73.840, 45.500), (-73.880, 45.470)]
 
 
 @pytest.fixture(scope="module")
-def travel():  # type: ignore[no-untyped-def]
-    return load_travel_model(LAYERS, metric_crs="EPSG:32188")
+def travel() -> TravelModel:
+    return travel_model()
 
 
-def open_floods(sessions: sessionmaker[Session], clock: ManualClock) -> list[int]:
-    """Four floods far apart (committed); their incident ids."""
+def opened_floods(sessions: sessionmaker[Session], clock: ManualClock) -> list[int]:
+    """The four floods, committed; their incident ids."""
     with unit_of_work(sessions) as session:
-        results = submit_many(
-            session,
-            [
-                Submission(
-                    NewReport(
-                        service_code="flooding", lon=lon, lat=lat, channel=Channel.DISPATCHER
-                    ),
-                    "test",
-                    clock.now(),
-                )
-                for lon, lat in PLACES
-            ],
-            context=IntakeContext.load(session),
-        )
-    return [r.incident.id for r in results]  # type: ignore[union-attr]
+        return open_floods(session, clock)
 
 
 def log_of(session: Session, incident_ids: list[int]) -> list[tuple[Any, ...]]:
@@ -86,7 +66,7 @@ def changes(session: Session, incidents: list[Incident], now: Any, rows: EventRo
 def test_rows_written_together_leave_the_log_objects_leave(
     engine: Engine, sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
-    incident_ids = open_floods(sessions, clock)
+    incident_ids = opened_floods(sessions, clock)
     now = clock.now() + timedelta(minutes=1)
     logs = []
     for gathered in (False, True):
@@ -144,7 +124,7 @@ def inserts_and_lookups(engine: Engine) -> Iterator[tuple[list[str], list[str]]]
 def test_a_batch_writes_its_log_with_one_insert_and_no_id_lookup(
     engine: Engine, sessions: sessionmaker[Session], clock: ManualClock, travel: Any
 ) -> None:
-    incident_ids = open_floods(sessions, clock)
+    incident_ids = opened_floods(sessions, clock)
     with inserts_and_lookups(engine) as (inserts, lookups):
         with unit_of_work(sessions) as session:
             result = batch_dispatch(

@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from floods import open_floods, travel_model
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,23 +20,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from fieldops.clock import ManualClock
 from fieldops.db.engine import unit_of_work
 from fieldops.dispatch.roster import crew_states, skills_by_service
-from fieldops.dispatch.service import Dispatch, assign_crews
-from fieldops.dispatch.travel import load_travel_model
+from fieldops.dispatch.service import Dispatch, TravelModel, assign_crews
 from fieldops.escalation.models import EscalationStep
 from fieldops.escalation.service import plan_incident, plan_incidents
-from fieldops.incidents.models import Channel, Incident, IncidentEvent
-from fieldops.intake.context import IntakeContext
-from fieldops.intake.schemas import NewReport
-from fieldops.intake.service import Submission, submit_many
+from fieldops.incidents.models import Incident, IncidentEvent
 
-LAYERS = Path(__file__).resolve().parents[2] / "layers"
 STALE = timedelta(minutes=5)
-PLACES = [(-73.857, 45.480), (-73.870, 45.490), (-73.840, 45.500), (-73.880, 45.470)]
 
 
 @pytest.fixture(scope="module")
-def travel():  # type: ignore[no-untyped-def]
-    return load_travel_model(LAYERS, metric_crs="EPSG:32188")
+def travel() -> TravelModel:
+    return travel_model()
 
 
 def floods_with_crews(
@@ -45,21 +39,7 @@ def floods_with_crews(
     """Four floods, each given a crew and not re-planned since (committed): planning
     them adds their acknowledge steps."""
     with unit_of_work(sessions) as session:
-        results = submit_many(
-            session,
-            [
-                Submission(
-                    NewReport(
-                        service_code="flooding", lon=lon, lat=lat, channel=Channel.DISPATCHER
-                    ),
-                    "test",
-                    clock.now(),
-                )
-                for lon, lat in PLACES
-            ],
-            context=IntakeContext.load(session),
-        )
-        ids = [r.incident.id for r in results]  # type: ignore[union-attr]
+        ids = open_floods(session, clock)
         needs = skills_by_service(session)["flooding"]
         crews = [
             c.crew_id
