@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from fieldops.auth.models import Role
 from fieldops.city import load_city
@@ -75,10 +77,18 @@ def _settings(db: str | None = None, layers_dir: Path | None = None, **extra: ob
         raise typer.Exit(2) from None
 
 
-def _sessions(settings: Settings) -> sessionmaker[Session]:
-    from fieldops.db.engine import make_engine
+@contextlib.contextmanager
+def _unit_of_work(settings: Settings) -> Iterator[Session]:
+    """A session on the configured database, committed at the end of the block (rolled
+    back on an error); the engine is disposed of afterwards, its connections closed."""
+    from fieldops.db.engine import make_engine, unit_of_work
 
-    return make_sessionmaker(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _fail(exc: FieldOpsError) -> typer.Exit:
@@ -102,8 +112,11 @@ def db_upgrade(db: DbOption = None) -> None:
 
     settings = _settings(db)
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    out.print(f"Schema at revision {current_revision(engine)} on {backend_name(engine)}.")
+    try:
+        upgrade(engine)
+        out.print(f"Schema at revision {current_revision(engine)} on {backend_name(engine)}.")
+    finally:
+        engine.dispose()
 
 
 # --- layers ---------------------------------------------------------------------------------
@@ -135,11 +148,10 @@ def layers_check(layers_dir: LayersOption = None) -> None:
 @layers_app.command("load")
 def layers_load(db: DbOption = None, layers_dir: LayersOption = None) -> None:
     """Load the districts and the service catalogue of the city into the database."""
-    from fieldops.db.engine import unit_of_work
 
     settings = _settings(db, layers_dir)
     try:
-        with unit_of_work(_sessions(settings)) as session:
+        with _unit_of_work(settings) as session:
             out.print(load_city(session, settings.layers_dir, now=SystemClock().now()))
     except FieldOpsError as exc:
         raise _fail(exc) from None
@@ -192,11 +204,10 @@ def import_311(
 ) -> None:
     """Import a Montréal 311 CSV export. Rows without coordinates are reported and skipped;
     importing the same file again adds nothing."""
-    from fieldops.db.engine import unit_of_work
 
     settings = _settings(db, layers_dir)
     try:
-        with unit_of_work(_sessions(settings)) as session:
+        with _unit_of_work(settings) as session:
             out.print(import_311_file(session, csv_file, settings.layers_dir))
     except FieldOpsError as exc:
         raise _fail(exc) from None
@@ -215,11 +226,10 @@ def keys_create(
     """Create an API key and print its secret (shown once, never stored)."""
     from fieldops.auth.service import create_key
     from fieldops.crews.repo import list_crews
-    from fieldops.db.engine import unit_of_work
 
     settings = _settings(db)
     try:
-        with unit_of_work(_sessions(settings)) as session:
+        with _unit_of_work(settings) as session:
             crew_id = None
             if crew is not None:
                 found = [c for c in list_crews(session) if crew in (c.name, str(c.id))]
@@ -241,11 +251,10 @@ def keys_create(
 def keys_list(db: DbOption = None) -> None:
     """List API keys (never their secrets)."""
     from fieldops.auth.service import list_keys
-    from fieldops.db.engine import unit_of_work
 
     settings = _settings(db)
     table = Table("id", "name", "role", "prefix", "created", "revoked")
-    with unit_of_work(_sessions(settings)) as session:
+    with _unit_of_work(settings) as session:
         for k in list_keys(session):
             table.add_row(
                 str(k.id),
@@ -262,11 +271,10 @@ def keys_list(db: DbOption = None) -> None:
 def keys_revoke(key_id: Annotated[int, typer.Argument()], db: DbOption = None) -> None:
     """Revoke a key: it stops working at once."""
     from fieldops.auth.service import revoke_key
-    from fieldops.db.engine import unit_of_work
 
     settings = _settings(db)
     try:
-        with unit_of_work(_sessions(settings)) as session:
+        with _unit_of_work(settings) as session:
             revoke_key(session, key_id=key_id, now=SystemClock().now())
     except FieldOpsError as exc:
         raise _fail(exc) from None
