@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from floods import open_floods, travel_model
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from statements import statements_matching
 
 from fieldops.clock import ManualClock
 from fieldops.db.engine import unit_of_work
@@ -104,21 +104,19 @@ def test_rows_written_together_leave_the_log_objects_leave(
 @contextlib.contextmanager
 def inserts_and_lookups(engine: Engine) -> Iterator[tuple[list[str], list[str]]]:
     """The INSERTs into the log, and the statements that look an event id up, as sent."""
-    inserts: list[str] = []
-    lookups: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        text = " ".join(statement.split()).lower()
-        if text.startswith("insert into incident_events"):
-            inserts.append(text)
-        if "max(incident_events.id)" in text or ("incident_events" in text and "nextval" in text):
-            lookups.append(text)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with (
+        statements_matching(
+            engine, lambda text: text.startswith("insert into incident_events")
+        ) as inserts,
+        statements_matching(
+            engine,
+            lambda text: (
+                "max(incident_events.id)" in text
+                or ("incident_events" in text and "nextval" in text)
+            ),
+        ) as lookups,
+    ):
         yield inserts, lookups
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_a_batch_writes_its_log_with_one_insert_and_no_id_lookup(

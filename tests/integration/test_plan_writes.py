@@ -6,16 +6,15 @@ unflushed new object is written as before, with its id."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from floods import open_floods, travel_model
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from statements import statements_matching
 
 from fieldops.clock import ManualClock
 from fieldops.db.engine import unit_of_work
@@ -69,20 +68,9 @@ def ladder(session: Session, ids: list[int]) -> list[tuple[Any, ...]]:
     ]
 
 
-@contextlib.contextmanager
-def step_id_lookups(engine: Engine) -> Iterator[list[str]]:
+def step_id_lookups(engine: Engine) -> contextlib.AbstractContextManager[list[str]]:
     """The statements that look the next step id up (SpatiaLite's highest id read)."""
-    seen: list[str] = []
-
-    def look(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "max(escalation_steps.id)" in statement.lower():
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", look)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", look)
+    return statements_matching(engine, lambda text: "max(escalation_steps.id)" in text)
 
 
 def test_steps_planned_together_are_the_rows_planning_each_alone_leaves(

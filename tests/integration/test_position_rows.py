@@ -6,14 +6,13 @@ earlier id; and no id is looked up for them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from statements import statements_matching
 
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewPosition
@@ -37,21 +36,14 @@ def positions(session: Session) -> list[tuple[Any, ...]]:
     ]
 
 
-@contextlib.contextmanager
-def writes(engine: Engine) -> Iterator[list[str]]:
+def writes(engine: Engine) -> contextlib.AbstractContextManager[list[str]]:
     """The statements that write fixes or look their next id up, as sent."""
-    seen: list[str] = []
-
-    def look(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        text = " ".join(statement.split()).lower()
-        if text.startswith("insert into crew_positions") or "max(crew_positions.id)" in text:
-            seen.append(text)
-
-    event.listen(engine, "before_cursor_execute", look)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", look)
+    return statements_matching(
+        engine,
+        lambda text: (
+            text.startswith("insert into crew_positions") or "max(crew_positions.id)" in text
+        ),
+    )
 
 
 def test_fixes_written_as_rows_are_the_rows_objects_leave(
@@ -111,21 +103,12 @@ def test_fixes_alone_look_no_id_up(
     assert len(sent) == 1 and sent[0].startswith("insert into crew_positions")
 
 
-@contextlib.contextmanager
-def fix_lookups(engine: Engine) -> Iterator[list[str]]:
+def fix_lookups(engine: Engine) -> contextlib.AbstractContextManager[list[str]]:
     """The statements that ask which fixes a crew sent before."""
-    seen: list[str] = []
-
-    def look(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        text = " ".join(statement.split()).lower()
-        if text.startswith("select crew_positions.crew_id, crew_positions.fix_at"):
-            seen.append(text)
-
-    event.listen(engine, "before_cursor_execute", look)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", look)
+    return statements_matching(
+        engine,
+        lambda text: text.startswith("select crew_positions.crew_id, crew_positions.fix_at"),
+    )
 
 
 def test_only_fixes_at_or_before_the_last_one_are_looked_up(
