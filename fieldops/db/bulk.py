@@ -3,16 +3,19 @@
 A flush of many new objects costs, per object, the unit of work's bookkeeping (its
 dependency sort, the insert parameters it collects, the identity map it updates after
 each statement) on top of the statement itself. ``insert_pending`` writes the session's
-new objects with one statement per table, in the tables' dependency order, and then
-makes each object what a flush would have made it: persistent in the session, its
-attributes the stored values, nothing pending.
+new objects in the tables' dependency order, and then makes each object what a flush
+would have made it: persistent in the session, its attributes the stored values,
+nothing pending.
 
-The statement is a Core executemany on SQLite (in process: a row costs next to nothing)
-and ``COPY ... FROM STDIN`` on PostgreSQL, where an executemany still sends and the
-server still executes one prepared statement per row: COPY streams the rows in one
-message and costs a third of the client's time per row. The values go through the
-columns' own bind processing, as they would in an INSERT; a refusal (a constraint, a
-bad value) is raised as the DBAPIError an INSERT would have raised.
+On SQLite (in process: a row costs next to nothing) that is a Core executemany per table.
+On PostgreSQL it is one statement for every table, whatever the number of rows: each
+table's rows go as one array per column, unnested into an INSERT, and the INSERTs after
+the first ride along as data-modifying WITH clauses (the foreign keys are checked at the
+end of the statement, when every table has its rows). One round trip to the server, where
+an executemany sends and executes one statement per row and a COPY costs two round trips
+per table. The values go through the columns' own bind processing, as they would in an
+INSERT; a refusal (a constraint, a bad value) is raised as the error an INSERT would have
+raised.
 
 It only inserts: objects already stored that were changed go out with the next flush,
 as always. A rollback (of the transaction or of a savepoint around the write) forgets the
@@ -31,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy import event
@@ -69,13 +71,18 @@ def insert_pending(session: Session, *, keep: tuple[type[Base], ...] | None = No
     if len(by_table) != len(plans):
         raise TypeError("two classes share a table")
     connection = session.connection()  # no autoflush: these objects are the flush
-    write = _copy if connection.dialect.name == "postgresql" else _execute_many
+    batches = []
     for table in Base.metadata.sorted_tables:  # parents before children
         if table in by_table:
             plan, objects = by_table.pop(table)
-            write(connection, table, [plan.row(obj) for obj in objects])
+            batches.append((table, [plan.row(obj) for obj in objects]))
     if by_table:
         raise TypeError(f"not a table of fieldops: {', '.join(t.name for t in by_table)}")
+    if connection.dialect.name == "postgresql":
+        _insert_unnested(connection, batches)
+    else:
+        for table, rows in batches:
+            connection.execute(table.insert(), rows)
     transaction = session.get_nested_transaction() or session.get_transaction()
     written: list[tuple[Any, Any]] = session.info.setdefault(_WRITTEN, [])
     for obj in pending:
@@ -210,42 +217,76 @@ def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:
     raise TypeError(f"{where}: a default only the database knows")
 
 
-def _execute_many(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    connection.execute(table.insert(), rows)
-
-
-def _copy(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def _insert_unnested(connection: sa.Connection, batches: list[tuple[sa.Table, Rows]]) -> None:
+    """Every table's rows in one statement (PostgreSQL): see the module's docstring."""
     dialect = connection.dialect
-    quote = dialect.identifier_preparer
-    names = list(rows[0])
-    statement = (
-        f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN"
-    )
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
-    pooled = connection.connection
-    driver = pooled.driver_connection
-    assert isinstance(driver, psycopg.Connection)
-    # Errors as an INSERT through SQLAlchemy raises them: a value its type refuses as a
-    # StatementError, the database's refusal as the matching DBAPIError, and a lost
-    # connection invalidated, so that the rollback after it does not fail in turn.
+    shape = tuple((table, tuple(rows[0])) for table, rows in batches)
+    statement, columns = _unnested_statement(shape, dialect)
+    params: dict[str, list[Any]] = {}
     try:
-        values = [
-            [
-                value if process is None else process(value)
-                for value, process in zip(row.values(), processors, strict=True)
-            ]
-            for row in rows
-        ]
+        for n, ((_table, rows), names) in enumerate(zip(batches, columns, strict=True)):
+            for c, (name, prepare) in enumerate(names):
+                params[f"t{n}c{c}"] = prepare([row[name] for row in rows])
     except Exception as error:
+        # As an INSERT through SQLAlchemy raises it: a value its type refuses.
         raise sa.exc.StatementError(str(error), statement, None, error) from error
+    connection.exec_driver_sql(statement, params)
+
+
+Rows = list[dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=64)
+def _unnested_statement(
+    shape: tuple[tuple[sa.Table, tuple[str, ...]], ...], dialect: sa.Dialect
+) -> tuple[str, list[list[tuple[str, Callable[[list[Any]], list[Any]]]]]]:
+    """The statement for tables and their columns, and per column how a value is prepared
+    for its array (the column type's bind processing, then the Python type every element
+    of one array must share)."""
+    quote = dialect.identifier_preparer
+    inserts = []
+    columns = []
+    for n, (table, names) in enumerate(shape):
+        arrays, selected, prepared = [], [], []
+        for c, name in enumerate(names):
+            column = table.c[name]
+            ddl = column.type.compile(dialect=dialect)
+            if isinstance(column.type, Geometry):
+                # Geometry arrays are written with another delimiter: each value goes as
+                # text (its EWKT, as the bind processing gives it) and is cast on its own.
+                arrays.append(f"CAST(%(t{n}c{c})s AS TEXT[])")
+                selected.append(f"CAST(u.c{c} AS {ddl})")
+            else:
+                arrays.append(f"CAST(%(t{n}c{c})s AS {ddl}[])")
+                selected.append(f"u.c{c}")
+            prepared.append((name, _preparer(column, dialect)))
+        aliases = ", ".join(f"c{c}" for c in range(len(names)))
+        inserts.append(
+            f"INSERT INTO {quote.format_table(table)} "
+            f"({', '.join(quote.quote(name) for name in names)}) "
+            f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({aliases})"
+        )
+        columns.append(prepared)
+    *first, last = inserts
+    if not first:
+        return last, columns
+    withs = ", ".join(f"w{n} AS ({insert})" for n, insert in enumerate(first))
+    return f"WITH {withs} {last}", columns
+
+
+def _preparer(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[list[Any]], list[Any]]:
+    """How the values of ``column`` become its array: each through the column type's bind
+    processing (None too, as an INSERT sends it), then, where the elements could differ in
+    type, made to share one (an int among floats goes as a float, a StrEnum among strings
+    as its string: what the column stores either way)."""
+    process = column.type._cached_bind_processor(dialect)
     try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for line in values:
-                copy.write_row(line)
-    except psycopg.Error as error:
-        lost = dialect.is_disconnect(error, pooled, None)  # type: ignore[arg-type]
-        if lost:
-            connection.invalidate(error)
-        raise sa.exc.DBAPIError.instance(
-            statement, None, error, psycopg.Error, connection_invalidated=lost
-        ) from error
+        python_type = column.type.python_type
+    except NotImplementedError:
+        python_type = None
+    uniform = python_type if python_type in (float, str) and process is None else None
+    if process is not None:
+        return lambda values: [process(value) for value in values]
+    if uniform is not None:
+        return lambda values: [None if value is None else uniform(value) for value in values]
+    return lambda values: values

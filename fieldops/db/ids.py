@@ -3,8 +3,9 @@
 An INSERT that must hand back the ids it generated (``RETURNING``) is rendered as one
 long multi-row statement for a batch, which the PostgreSQL driver has to parse anew each
 time. Rows that already carry their ids go in with the driver's pipelined
-``executemany`` or with ``COPY`` (``fieldops.db.bulk``) instead. So on PostGIS the ids are
-drawn from each table's own sequence, for every table at once, in one statement.
+``executemany`` or as arrays, every table in one statement (``fieldops.db.bulk``),
+instead. So on PostGIS the ids are drawn from each table's own sequence, for every table
+at once, in one statement.
 
 SQLite hands back generated ids one row at a time, so a batch becomes one INSERT per row.
 There every writing transaction holds the database's write lock from its start (``BEGIN
