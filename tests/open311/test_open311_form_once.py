@@ -13,31 +13,34 @@ import pytest
 from fastapi.testclient import TestClient
 from georeport_doc import BASE, PLATEAU, GeoReport, json_doc
 from sqlalchemy.engine import Engine
-from starlette.formparsers import FormParser, MultiPartParser
+from starlette.formparsers import MultiPartParser
 
 from fieldops.app import create_app
 from fieldops.auth.models import Role
 from fieldops.clock import ManualClock
 from fieldops.config import Settings
+from fieldops.open311 import forms
 
-PARSER = {"urlencoded": "FormParser", "multipart": "MultiPartParser"}
+PARSER = {"urlencoded": "parse_urlencoded", "multipart": "MultiPartParser"}
 
 
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The name of each form parser Starlette runs, in order. The real parsers run: they
-    are only counted."""
+    """The name of each form parser that runs, in order: ours for a URL-encoded body,
+    Starlette's for a multipart one. The real parsers run: they are only counted."""
     seen: list[str] = []
-    for parser in (FormParser, MultiPartParser):
-        original = parser.parse
+    original = MultiPartParser.parse
 
-        async def counted(
-            self: Any, _original: Any = original, _name: str = parser.__name__
-        ) -> Any:
-            seen.append(_name)
-            return await _original(self)
+    async def counted(self: Any) -> Any:
+        seen.append("MultiPartParser")
+        return await original(self)
 
-        monkeypatch.setattr(parser, "parse", counted)
+    def urlencoded(body: bytes, _original: Any = forms.parse_urlencoded) -> Any:
+        seen.append("parse_urlencoded")
+        return _original(body)
+
+    monkeypatch.setattr(MultiPartParser, "parse", counted)
+    monkeypatch.setattr(forms, "parse_urlencoded", urlencoded)
     return seen
 
 
@@ -110,4 +113,4 @@ def test_a_refused_post_is_parsed_once_too(georeport: GeoReport, parses: list[st
     response = georeport.post("unicorn_sighting", PLATEAU)
 
     assert response.status_code == 404, response.text
-    assert parses == ["FormParser"]
+    assert parses == ["parse_urlencoded"]
