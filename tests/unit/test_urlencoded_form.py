@@ -4,7 +4,7 @@ parser Open311 forms went through before), limits and all."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +19,7 @@ from fieldops.open311.forms import MAX_FIELDS, parse_urlencoded
 def starlette_fields(body: bytes, chunk: int) -> list[tuple[str, str]] | str:
     """Starlette's reading of ``body`` sent in pieces of ``chunk`` bytes, or its error."""
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         for start in range(0, len(body), chunk):
             yield body[start : start + chunk]
 
