@@ -9,13 +9,15 @@ nothing pending.
 
 On SQLite (in process: a row costs next to nothing) that is a Core executemany per table.
 On PostgreSQL it is one statement for every table, whatever the number of rows: each
-table's rows go as one array per column, unnested into an INSERT, and the INSERTs after
-the first ride along as data-modifying WITH clauses (the foreign keys are checked at the
-end of the statement, when every table has its rows). One round trip to the server, where
-an executemany sends and executes one statement per row and a COPY costs two round trips
-per table. The values go through the columns' own bind processing, as they would in an
-INSERT; a refusal (a constraint, a bad value) is raised as the error an INSERT would have
-raised.
+table's rows go as one JSON array (serialised in C), read back row by row into an INSERT,
+and the INSERTs after the first ride along as data-modifying WITH clauses (the foreign
+keys are checked at the end of the statement, when every table has its rows). One round
+trip to the server and a few parameters, where an executemany sends and executes one
+statement per row, a COPY costs two round trips per table, and one array per column costs
+the driver as much to build as the rows themselves. The values go through the columns'
+own bind processing, as they would in an INSERT, then through each column type's input
+in the database, as COPY's text would; a refusal (a constraint, a bad value) is raised as
+the error an INSERT would have raised.
 
 It only inserts: objects already stored that were changed go out with the next flush,
 as always. A rollback (of the transaction or of a savepoint around the write) forgets the
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy import event
@@ -79,7 +82,7 @@ def insert_pending(session: Session, *, keep: tuple[type[Base], ...] | None = No
     if by_table:
         raise TypeError(f"not a table of fieldops: {', '.join(t.name for t in by_table)}")
     if connection.dialect.name == "postgresql":
-        _insert_unnested(connection, batches)
+        _insert_as_json(connection, batches)
     else:
         for table, rows in batches:
             connection.execute(table.insert(), rows)
@@ -193,13 +196,13 @@ def _plan(cls: type[Base], *, numbered: bool) -> _Plan:
 
 def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:
     """What a row that leaves the column unset stores (written by us, not by the database:
-    COPY and a uniform executemany both send every column)."""
+    the JSON rows and a uniform executemany both send every column)."""
     where = f"{table.name}.{column.key}"
     if column.server_default is not None:
         raise TypeError(f"{where}: a default only the database knows")
     expression = column.type.bind_expression(sa.bindparam("value"))
     if expression is not None and not isinstance(column.type, Geometry):
-        # COPY sends values as they are: only PostGIS's EWKT text parses as the SQL would.
+        # Values reach the column as text: only PostGIS's EWKT parses as the SQL would.
         raise TypeError(f"{where}: its type converts values in SQL")
     default = column.default
     if column.primary_key:
@@ -217,16 +220,17 @@ def _default_of(table: sa.Table, column: sa.Column[Any]) -> Callable[[], Any]:
     raise TypeError(f"{where}: a default only the database knows")
 
 
-def _insert_unnested(connection: sa.Connection, batches: list[tuple[sa.Table, Rows]]) -> None:
+def _insert_as_json(connection: sa.Connection, batches: list[tuple[sa.Table, Rows]]) -> None:
     """Every table's rows in one statement (PostgreSQL): see the module's docstring."""
-    dialect = connection.dialect
     shape = tuple((table, tuple(rows[0])) for table, rows in batches)
-    statement, columns = _unnested_statement(shape, dialect)
-    params: dict[str, list[Any]] = {}
+    statement, processors = _json_statement(shape, connection.dialect)
     try:
-        for n, ((_table, rows), names) in enumerate(zip(batches, columns, strict=True)):
-            for c, (name, prepare) in enumerate(names):
-                params[f"t{n}c{c}"] = prepare([row[name] for row in rows])
+        params = {
+            f"t{n}": orjson.dumps(
+                [_values(row, process) for row in rows], option=orjson.OPT_NON_STR_KEYS
+            ).decode()
+            for n, ((_table, rows), process) in enumerate(zip(batches, processors, strict=True))
+        }
     except Exception as error:
         # As an INSERT through SQLAlchemy raises it: a value its type refuses.
         raise sa.exc.StatementError(str(error), statement, None, error) from error
@@ -234,59 +238,54 @@ def _insert_unnested(connection: sa.Connection, batches: list[tuple[sa.Table, Ro
 
 
 Rows = list[dict[str, Any]]
+Processors = tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, the type's processing)
+
+
+def _values(row: dict[str, Any], processors: Processors) -> list[Any]:
+    values = list(row.values())
+    for position, process in processors:
+        values[position] = process(values[position])
+    return values
 
 
 @functools.lru_cache(maxsize=64)
-def _unnested_statement(
+def _json_statement(
     shape: tuple[tuple[sa.Table, tuple[str, ...]], ...], dialect: sa.Dialect
-) -> tuple[str, list[list[tuple[str, Callable[[list[Any]], list[Any]]]]]]:
-    """The statement for tables and their columns, and per column how a value is prepared
-    for its array (the column type's bind processing, then the Python type every element
-    of one array must share)."""
+) -> tuple[str, list[Processors]]:
+    """The statement for these tables and columns, and for each table the columns whose
+    values go through their type's bind processing first (as in an INSERT)."""
     quote = dialect.identifier_preparer
     inserts = []
-    columns = []
+    processors: list[Processors] = []
     for n, (table, names) in enumerate(shape):
-        arrays, selected, prepared = [], [], []
-        for c, name in enumerate(names):
-            column = table.c[name]
-            ddl = column.type.compile(dialect=dialect)
-            if isinstance(column.type, Geometry):
-                # Geometry arrays are written with another delimiter: each value goes as
-                # text (its EWKT, as the bind processing gives it) and is cast on its own.
-                arrays.append(f"CAST(%(t{n}c{c})s AS TEXT[])")
-                selected.append(f"CAST(u.c{c} AS {ddl})")
-            else:
-                arrays.append(f"CAST(%(t{n}c{c})s AS {ddl}[])")
-                selected.append(f"u.c{c}")
-            prepared.append((name, _preparer(column, dialect)))
-        aliases = ", ".join(f"c{c}" for c in range(len(names)))
+        columns = [table.c[name] for name in names]
         inserts.append(
             f"INSERT INTO {quote.format_table(table)} "
-            f"({', '.join(quote.quote(name) for name in names)}) "
-            f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({aliases})"
+            f"({', '.join(quote.quote(column.name) for column in columns)}) "
+            f"SELECT {', '.join(_selected(c, column, dialect) for c, column in enumerate(columns))}"
+            f" FROM json_array_elements(CAST(%(t{n})s AS JSON)) AS r"
         )
-        columns.append(prepared)
+        processors.append(
+            tuple(
+                (c, process)
+                for c, column in enumerate(columns)
+                if not isinstance(column.type, sa.JSON)
+                and (process := column.type._cached_bind_processor(dialect)) is not None
+            )
+        )
     *first, last = inserts
     if not first:
-        return last, columns
+        return last, processors
     withs = ", ".join(f"w{n} AS ({insert})" for n, insert in enumerate(first))
-    return f"WITH {withs} {last}", columns
+    return f"WITH {withs} {last}", processors
 
 
-def _preparer(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[list[Any]], list[Any]]:
-    """How the values of ``column`` become its array: each through the column type's bind
-    processing (None too, as an INSERT sends it), then, where the elements could differ in
-    type, made to share one (an int among floats goes as a float, a StrEnum among strings
-    as its string: what the column stores either way)."""
-    process = column.type._cached_bind_processor(dialect)
-    try:
-        python_type = column.type.python_type
-    except NotImplementedError:
-        python_type = None
-    uniform = python_type if python_type in (float, str) and process is None else None
-    if process is not None:
-        return lambda values: [process(value) for value in values]
-    if uniform is not None:
-        return lambda values: [None if value is None else uniform(value) for value in values]
-    return lambda values: values
+def _selected(position: int, column: sa.Column[Any], dialect: sa.Dialect) -> str:
+    """The value of one column in a row of the JSON array. A JSON column's value is in the
+    array as it is (None as JSON's null, as SQLAlchemy stores it); any other arrives as
+    the text JSON gives it (a string's contents, a number's digits, SQL NULL for null) and
+    goes through its column type's input, as it would from COPY."""
+    ddl = column.type.compile(dialect=dialect)
+    if isinstance(column.type, sa.JSON):
+        return f"CAST(r->{position} AS {ddl})"
+    return f"CAST(r->>{position} AS {ddl})"

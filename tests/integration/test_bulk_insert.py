@@ -284,14 +284,16 @@ def test_a_relationship_set_instead_of_its_key_is_refused(
 def test_values_of_different_python_types_in_one_column_are_stored_as_a_flush_stores_them(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
-    """PostgreSQL gets each column as one array, whose elements share a type: an int among
-    floats, a StrEnum among strings are stored as they would have been one by one."""
+    """PostgreSQL gets the rows as JSON and each value through its column's input: an int
+    among floats, a StrEnum among strings, a JSON value (None too) are stored as a flush
+    would have stored them one by one."""
     with sessions() as session:
         incidents = [_added(session, clock, -73.45), _added(session, clock, -73.44)]
         incidents[0].lon = -73  # an int in a float column
         incidents[1].address = Channel.OPEN311  # a StrEnum in a text column
         events = [_event(incidents[0], clock, "opened"), _event(incidents[1], clock, "opened")]
-        events[1].data = {"say": "ok"}
+        events[0].data = None  # type: ignore[assignment]
+        events[1].data = {"say": "ok", "n": [1, 2.5]}
         session.add_all(events)
         insert_pending(session, keep=(Incident,))
         session.commit()
@@ -300,4 +302,4 @@ def test_values_of_different_python_types_in_one_column_are_stored_as_a_flush_st
         ).all()
         assert [tuple(row) for row in stored] == [(-73.0, "rue Saint-Denis"), (-73.44, "open311")]
         data = session.scalars(sa.select(IncidentEvent.data).order_by(IncidentEvent.id)).all()
-        assert data == [{}, {"say": "ok"}]
+        assert data == [None, {"say": "ok", "n": [1, 2.5]}]
