@@ -16,8 +16,10 @@ from fieldops.districts.api import router as districts_router
 from fieldops.drills.api import router as drills_router
 from fieldops.emergencies.api import router as emergencies_router
 from fieldops.escalation.api import router as escalation_router
+from fieldops.incidents.api import intake as incidents_intake
 from fieldops.incidents.api import router as incidents_router
 from fieldops.mapping.api import router as map_router
+from fieldops.open311.api import intake as open311_intake
 from fieldops.open311.api import router as open311_router
 
 health = APIRouter(tags=["health"])
@@ -42,13 +44,16 @@ def include_routes(app: FastAPI) -> None:
     """Add every route to ``app``.
 
     FastAPI tries routes one by one, router after router, each time a request comes in, at
-    a few microseconds a route. So the parts are included in the app directly (a router
-    gathering them would be one more level to walk, twice a request), and intake's parts
-    come first: the dispatcher's ``POST /api/v1/incidents`` leads the incidents routes,
-    Open311's ``POST requests`` follows them. No two parts share a path, so their order
+    a few microseconds a route, and walks the router that matched a second time to handle
+    the request. So the parts are included in the app directly (a router gathering them
+    would be one more level to walk), and intake's two routes come first, each in a router
+    of its own: the dispatcher's ``POST /api/v1/incidents``, then Open311's ``POST
+    requests``. No route shares both its path and its method with another, so their order
     changes which route answers nothing, only how soon it is found.
     """
     for part in (
+        incidents_intake,
+        open311_intake,
         incidents_router,
         open311_router,
         health,

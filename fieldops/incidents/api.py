@@ -33,6 +33,8 @@ from fieldops.intake.schemas import NewReport
 from fieldops.intake.service import IntakeOutcome
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
+# POST incidents alone, so that the app finds its busiest route first (fieldops.api.router).
+intake = APIRouter(prefix="/api/v1", tags=["incidents"])
 
 MAX_PAGE = 5000
 
@@ -60,7 +62,7 @@ def incident_read(incident: Incident, district_names: dict[int, str]) -> Inciden
     )
 
 
-@router.post("/incidents", status_code=201, response_model=IntakeResult)
+@intake.post("/incidents", status_code=201, response_model=IntakeResult)
 async def create_incident(
     body: IncidentCreate,
     request: Request,

@@ -124,6 +124,10 @@ GEOREPORT_ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(
     prefix="/open311/v2", tags=["open311"], route_class=Open311Route, responses=GEOREPORT_ERRORS
 )
+# POST requests alone, so that the app finds its busiest route first (fieldops.api.router).
+intake = APIRouter(
+    prefix="/open311/v2", tags=["open311"], route_class=Open311Route, responses=GEOREPORT_ERRORS
+)
 
 
 def _chosen(fmt: str) -> Format:
@@ -247,7 +251,7 @@ def _attribute(attr: dict[str, Any], lang: str) -> dict[str, Any]:
     return doc
 
 
-@router.post("/requests.{fmt}", status_code=201)
+@intake.post("/requests.{fmt}", status_code=201)
 async def post_request(fmt: str, request: Request) -> Response:
     """Create a service request (form-encoded, with ``api_key``)."""
     # The busiest route: the app's state and the time are taken here rather than through
