@@ -243,18 +243,17 @@ class Server:
 
 @contextlib.contextmanager
 def serve(app_ref: str, *, database_url: str, workers: int, log: Path) -> Iterator[Server]:
-    """Run ``app_ref`` under uvicorn on 127.0.0.1 with the options ``fieldops serve`` uses
-    (no access log, a 30 s worker health check; uvicorn picks uvloop and httptools, both
-    installed) and wait until every worker has started and /healthz answers. Waiting for
-    every worker matters: connections opened while one is still starting all go to the
-    others, and stay there. Stops it (and its workers) afterwards."""
+    """Serve ``app_ref`` on 127.0.0.1 as ``fieldops serve`` serves FieldOps
+    (``fieldops.serving``: a socket per worker, uvicorn with uvloop and httptools, no access
+    log) and wait until every worker has started and /healthz answers. Waiting for every
+    worker matters: connections opened while one is still starting all go to the others,
+    and stay there. Stops it (and its workers) afterwards."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDOPS_")}
     env["FIELDOPS_DATABASE_URL"] = database_url
     command = [
-        sys.executable, "-m", "uvicorn", app_ref, "--factory",
+        sys.executable, "-m", "fieldops.serving", app_ref,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "info", "--timeout-worker-healthcheck", "30",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -298,26 +298,25 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Serve the API and pages (the schema must be migrated: `fieldops db upgrade`)."""
+    """Serve the API and pages (the schema must be migrated: `fieldops db upgrade`).
+
+    With several workers each listens on a socket of its own and the kernel spreads the
+    connections among them; only the first runs the scheduled jobs (fieldops/serving.py)."""
     import os
 
-    import uvicorn
+    from fieldops.serving import Spec
+    from fieldops.serving import serve as serve_workers
 
     settings = _settings(db, host=host, port=port)
     os.environ["FIELDOPS_DATABASE_URL"] = settings.database_url
-    os.environ["FIELDOPS_RUN_SCHEDULER"] = "true" if scheduler else "false"
-    uvicorn.run(
-        "fieldops.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-        # A new worker imports the whole app before it answers the supervisor's ping: on
-        # a loaded 2-core machine that takes longer than uvicorn's default 5 s, and the
-        # supervisor would kill it as hung and start another.
-        timeout_worker_healthcheck=30,
+    serve_workers(
+        Spec(
+            app="fieldops.app:app_from_environment",
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            scheduler=scheduler,
+        )
     )
 
 

@@ -1,6 +1,6 @@
-"""Real processes for the fault tests: the API under uvicorn, `fieldops scheduler run`, a
-private PostgreSQL cluster and a webhook receiver, all on 127.0.0.1, each stopped by its
-own process id (or its own process group) and nothing else."""
+"""Real processes for the fault tests: the API as `fieldops serve` runs it, `fieldops
+scheduler run`, a private PostgreSQL cluster and a webhook receiver, all on 127.0.0.1, each
+stopped by its own process id (or its own process group) and nothing else."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ class Service:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """kill -9 this process alone (uvicorn's workers, if any, are its children)."""
+        """kill -9 this process alone (the workers, if any, are its children)."""
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
@@ -178,24 +178,27 @@ def ready(port: int) -> bool:
 
 
 def start_api(
-    url: str, *, workers: int, log_dir: Path, fsize_limit: int | None = None, name: str = "api"
+    url: str,
+    *,
+    workers: int,
+    log_dir: Path,
+    fsize_limit: int | None = None,
+    name: str = "api",
+    scheduler: bool = False,
 ) -> Service:
-    """The API as production runs it (uvicorn's factory, ``workers`` processes, no scheduler
-    inside), ready when every worker has started and /readyz answers 200."""
+    """The API as production runs it (``fieldops.serving``, as ``fieldops serve`` does:
+    ``workers`` processes, each with its own socket; the scheduled jobs in the first only
+    with ``scheduler``), ready when every worker has started and /readyz answers 200."""
     port = free_port()
     argv = [
-        sys.executable, "-m", "uvicorn", "fieldops.app:app_from_environment", "--factory",
+        sys.executable, "-m", "fieldops.serving", "fieldops.app:app_from_environment",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "info",
+        *([] if scheduler else ["--no-scheduler"]),
     ]  # fmt: skip
     if fsize_limit is not None:
         argv = [sys.executable, "-c", LIMITED, str(fsize_limit), *argv]
     # One client address and one key stand for a whole city here: no intake rate limit.
-    env = {
-        "FIELDOPS_DATABASE_URL": url,
-        "FIELDOPS_RUN_SCHEDULER": "false",
-        "FIELDOPS_INTAKE_RATE_LIMIT": "false",
-    }
+    env = {"FIELDOPS_DATABASE_URL": url, "FIELDOPS_INTAKE_RATE_LIMIT": "false"}
     api = _spawn(name, argv, env, log_dir / f"{name}.log")
     api.port = port
     started = api.log_text().count(STARTED)
@@ -247,12 +250,21 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 def worker_pids(api: Service) -> list[int]:
-    """uvicorn's worker processes under the API's supervisor."""
+    """The worker processes under the API's supervisor."""
     return sorted(pid for pid, cmd in _children(api.process.pid) if "spawn_main" in cmd)
 
 
 def client_connections(pid: int, port: int) -> int:
     """Established TCP connections that process ``pid`` holds on local ``port``."""
+    return len(_sockets(pid, port, state="01"))
+
+
+def listening_sockets(pid: int, port: int) -> set[str]:
+    """The listening sockets (their inodes) that process ``pid`` holds on local ``port``."""
+    return _sockets(pid, port, state="0A")
+
+
+def _sockets(pid: int, port: int, *, state: str) -> set[str]:
     inodes = set()
     with contextlib.suppress(OSError):
         for fd in os.scandir(f"/proc/{pid}/fd"):
@@ -260,13 +272,13 @@ def client_connections(pid: int, port: int) -> int:
                 target = os.readlink(fd.path)
                 if target.startswith("socket:["):
                     inodes.add(target[8:-1])
-    count = 0
+    found = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         cols = line.split()
         local_port = int(cols[1].split(":")[1], 16)
-        if local_port == port and cols[3] == "01" and cols[9] in inodes:
-            count += 1
-    return count
+        if local_port == port and cols[3] == state and cols[9] in inodes:
+            found.add(cols[9])
+    return found
 
 
 # --- the webhook receiver ------------------------------------------------------------------
