@@ -30,7 +30,7 @@ from fieldops.emergencies.models import Emergency
 from fieldops.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from fieldops.escalation.service import plan_incident
 from fieldops.incidents.models import Incident
-from fieldops.incidents.service import record_event
+from fieldops.incidents.service import EventRows, record_event
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,13 @@ def declare_emergency(
 
 
 def _attach(
-    session: Session, incident: Incident, emergency: Emergency, *, actor: str, now: datetime
+    session: Session,
+    incident: Incident,
+    emergency: Emergency,
+    *,
+    actor: str,
+    now: datetime,
+    rows: EventRows | None = None,
 ) -> None:
     incident.emergency_id = emergency.id
     record_event(
@@ -155,6 +161,7 @@ def _attach(
             "name": emergency.name,
             "deadline_factor": emergency.deadline_factor,
         },
+        rows=rows,
     )
 
 
@@ -182,6 +189,7 @@ def attach_to_emergency(
     actor: str,
     now: datetime,
     around: Sequence[Emergency] | None = None,
+    rows: EventRows | None = None,
 ) -> Emergency | None:
     """Intake's hook for an incident it has just opened, before its deadlines are planned.
 
@@ -189,7 +197,8 @@ def attach_to_emergency(
     strictest factor wins where areas overlap; the planner then tightens its deadlines).
     Inside one that does not, it gets the emergency's service notice (English; the French
     stays on the map), shown by Open311. Returns the emergency concerned, if any.
-    ``around``: the active emergencies holding the incident, when the caller has them."""
+    ``around``: the active emergencies holding the incident, when the caller has them;
+    ``rows``: where its event goes, when given (see ``record_event``)."""
     if around is None:
         around = repo.emergencies_at(session, incident.lon, incident.lat, now=now)
     if not around:
@@ -197,7 +206,7 @@ def attach_to_emergency(
     covering = [e for e in around if incident.service_code in e.service_codes]
     if covering:
         emergency = min(covering, key=lambda e: (e.deadline_factor, -e.id))
-        _attach(session, incident, emergency, actor=actor, now=now)
+        _attach(session, incident, emergency, actor=actor, now=now, rows=rows)
         return emergency
     emergency = max(around, key=lambda e: e.id)  # the latest declared speaks
     incident.service_notice = emergency.notice_en
@@ -208,6 +217,7 @@ def attach_to_emergency(
         actor=actor,
         now=now,
         data={"emergency_id": emergency.id, "name": emergency.name},
+        rows=rows,
     )
     return emergency
 

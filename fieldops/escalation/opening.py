@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from fieldops.emergencies.models import Emergency
 from fieldops.escalation.policy import Policy
-from fieldops.escalation.service import replan
+from fieldops.escalation.service import StepRows, replan
 from fieldops.incidents.models import Incident
 
 
@@ -26,9 +26,16 @@ class Opened:
     around: Sequence[Emergency]  # the active emergencies holding it
 
 
-def plan_opened(session: Session, opened: Sequence[Opened], *, policy: Policy | None) -> None:
+def plan_opened(
+    session: Session,
+    opened: Sequence[Opened],
+    *,
+    policy: Policy | None,
+    rows: StepRows | None = None,
+) -> None:
     """Set the deadlines of freshly opened incidents and add their planned steps to the
-    session (the caller flushes once for all of them). Nothing happens without a policy."""
+    session (the caller flushes once for all of them), or to ``rows`` when given (the
+    caller writes them). Nothing happens without a policy."""
     for item in opened:
         replan(
             session,
@@ -38,4 +45,5 @@ def plan_opened(session: Session, opened: Sequence[Opened], *, policy: Policy | 
             current=None,
             steps=(),
             around=item.around,
+            rows=rows,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -150,25 +150,37 @@ def set_deadlines(incident: Incident, rule: Rule, anchors: Anchors, *, factor: f
     incident.resolve_due_at = found.get(Deadline.RESOLVE)
 
 
+# New planned steps as plain rows (attribute values), for a batch that writes them
+# together (``fieldops.db.bulk.insert_pending``).
+StepRows = list[dict[str, Any]]
+
+
 def planned_step(
     incident: Incident, plan: PlannedStep, rule: Rule | None, *, now: datetime
 ) -> EscalationStep:
     """A new planned step of the incident; it waits out the incident's snooze."""
+    return EscalationStep(**planned_step_row(incident, plan, rule, now=now))
+
+
+def planned_step_row(
+    incident: Incident, plan: PlannedStep, rule: Rule | None, *, now: datetime
+) -> dict[str, Any]:
+    """``planned_step``'s values, as a plain row."""
     due = plan.due_at
     if incident.snoozed_until is not None and due < incident.snoozed_until:
         due = incident.snoozed_until
-    return EscalationStep(
-        incident_id=incident.id,
-        key=plan.key,
-        deadline=str(plan.deadline),
-        action=str(plan.action),
-        deadline_at=plan.deadline_at,
-        due_at=due,
-        status=StepStatus.PLANNED,
-        reason=f"planned by rule {rule.name!r}" if rule else "",
-        planned_at=now,
-        settled_at=None,
-    )
+    return {
+        "incident_id": incident.id,
+        "key": plan.key,
+        "deadline": str(plan.deadline),
+        "action": str(plan.action),
+        "deadline_at": plan.deadline_at,
+        "due_at": due,
+        "status": StepStatus.PLANNED,
+        "reason": f"planned by rule {rule.name!r}" if rule else "",
+        "planned_at": now,
+        "settled_at": None,
+    }
 
 
 def plan_incident(session: Session, incident: Incident, *, now: datetime) -> None:
@@ -270,10 +282,11 @@ def replan(
     current: Assignment | None,
     steps: Sequence[EscalationStep],
     around: Sequence[Emergency] | None = None,
+    rows: StepRows | None = None,
 ) -> None:
     """What ``plan_incident`` does, given its policy, active assignment and steps (and,
     when the caller has them, the active emergencies holding the incident). Adds to the
-    session; the caller flushes."""
+    session (new steps into ``rows`` instead, when given); the caller flushes."""
     rule = rule_for(session, incident, policy, now=now, around=around)
     met = MET[IncidentStatus(incident.status)]
     anchors = Anchors(
@@ -304,7 +317,10 @@ def replan(
             if incident.snoozed_until is not None and due < incident.snoozed_until:
                 due = incident.snoozed_until
             step.due_at, step.deadline_at = due, plan.deadline_at
-    session.add_all(planned_step(incident, plan, rule, now=now) for plan in wanted.values())
+    if rows is not None:
+        rows.extend(planned_step_row(incident, plan, rule, now=now) for plan in wanted.values())
+    else:
+        session.add_all(planned_step(incident, plan, rule, now=now) for plan in wanted.values())
 
 
 def _settle(step: EscalationStep, status: StepStatus, reason: str, now: datetime) -> None:

@@ -117,8 +117,10 @@ def attach_report(
     distance_m: float,
     actor: str,
     now: datetime,
+    rows: EventRows | None = None,
 ) -> None:
-    """Count ``report`` as one more report of ``incident`` and say so in its log."""
+    """Count ``report`` as one more report of ``incident`` and say so in its log (into
+    ``rows``, when given: see ``record_event``)."""
     incident.report_count += 1
     incident.first_report_at = min(incident.first_report_at, report.requested_at)
     incident.last_report_at = max(incident.last_report_at, report.requested_at)
@@ -130,6 +132,7 @@ def attach_report(
         actor=actor,
         now=now,
         data={"report_id": str(report.id), "distance_m": round(distance_m, 1)},
+        rows=rows,
     )
 
 

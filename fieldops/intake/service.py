@@ -22,14 +22,21 @@ from fieldops.emergencies.models import Emergency
 from fieldops.emergencies.repo import active_emergencies, holding, is_active
 from fieldops.emergencies.service import attach_to_emergency
 from fieldops.errors import FieldOpsError, FieldProblem, InvalidInput, OutsideServiceArea
+from fieldops.escalation.models import EscalationStep
 from fieldops.escalation.opening import Opened, plan_opened
-from fieldops.escalation.service import policy_in_force
+from fieldops.escalation.service import StepRows, policy_in_force
 from fieldops.geo.crs import local_metres
 from fieldops.geo.duplicates import bbox_around, nearest_within
 from fieldops.incidents import repo as incidents_repo
-from fieldops.incidents.models import Channel, Incident, Report
+from fieldops.incidents.models import Channel, Incident, IncidentEvent, Report
 from fieldops.incidents.repo import Candidate, DuplicateSearch
-from fieldops.incidents.service import NewIncident, attach_report, new_incident, record_event
+from fieldops.incidents.service import (
+    EventRows,
+    NewIncident,
+    attach_report,
+    new_incident,
+    record_event,
+)
 from fieldops.intake.context import IntakeContext, ServiceRules
 from fieldops.intake.schemas import NewReport
 
@@ -285,13 +292,17 @@ def _write(session: Session, accepted: list[_Accepted]) -> None:
             assert item.report is not None and item.incident is not None
             item.report.incident_id = item.incident.id
         to_plan: list[Opened] = []
+        log: EventRows = []
         for item in accepted:
-            _log(session, item, active, to_plan)
+            _log(session, item, active, to_plan, log)
+        steps: StepRows = []
         if to_plan:
-            plan_opened(session, to_plan, policy=policy)
+            plan_opened(session, to_plan, policy=policy, rows=steps)
         # The callers get the incidents and reports; the events and steps only need writing
-        # (and the database numbers them).
-        insert_pending(session, keep=(Incident, Report))
+        # (as plain rows, numbered by the database in their order).
+        insert_pending(
+            session, keep=(Incident, Report), rows={IncidentEvent: log, EscalationStep: steps}
+        )
     session.flush()
 
 
@@ -343,14 +354,20 @@ def _report(item: _Accepted, incident: Incident) -> Report:
 
 
 def _log(
-    session: Session, item: _Accepted, active: Sequence[Emergency], to_plan: list[Opened]
+    session: Session,
+    item: _Accepted,
+    active: Sequence[Emergency],
+    to_plan: list[Opened],
+    log: EventRows,
 ) -> None:
     """The report's event; for a new incident, its emergency and, later, its ladder."""
     incident, report = item.incident, item.report
     assert incident is not None and report is not None
     new, actor, now = item.submission.new, item.submission.actor, item.submission.now
     if item.joins is not None:
-        attach_report(session, incident, report, distance_m=item.distance_m, actor=actor, now=now)
+        attach_report(
+            session, incident, report, distance_m=item.distance_m, actor=actor, now=now, rows=log
+        )
         return
     record_event(
         session,
@@ -359,10 +376,11 @@ def _log(
         actor=actor,
         now=now,
         data={"report_id": str(report.id), "channel": str(new.channel)},
+        rows=log,
     )
     # Inside an active emergency: join it (tighter deadlines) or carry its notice.
     around = holding([e for e in active if is_active(e, now=now)], new.lon, new.lat)
-    attach_to_emergency(session, incident, actor=actor, now=now, around=around)
+    attach_to_emergency(session, incident, actor=actor, now=now, around=around, rows=log)
     if new.channel != Channel.IMPORT:
         # Imported history is context for the map and reports, not live work: its
         # deadlines passed long ago and nobody is to be paged for them now.

@@ -303,3 +303,58 @@ def test_values_of_different_python_types_in_one_column_are_stored_as_a_flush_st
         assert [tuple(row) for row in stored] == [(-73.0, "rue Saint-Denis"), (-73.44, "open311")]
         data = session.scalars(sa.select(IncidentEvent.data).order_by(IncidentEvent.id)).all()
         assert data == [None, {"say": "ok", "n": [1, 2.5]}]
+
+
+def test_plain_rows_go_with_the_objects_in_their_order_defaults_filled_in(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _incident(session, clock, -73.43)
+        session.add(incident)
+        give_ids(session, [incident])
+        kinds = ["opened", "emergency_notice", "report_merged"]
+        # "data" left out of the first: its column's default ({}), as an object gets it.
+        log: list[dict[str, object]] = [
+            {"incident_id": incident.id, "at": clock.now(), "actor": "test", "kind": kinds[0]},
+            *(
+                {"incident_id": incident.id, "at": clock.now(), "actor": "test", "kind": kind,
+                 "data": {"n": n}}
+                for n, kind in enumerate(kinds[1:], start=1)
+            ),
+        ]  # fmt: skip
+        with counting_statements(session.get_bind()) as statements:
+            insert_pending(session, keep=(Incident,), rows={IncidentEvent: log})
+        postgres = session.get_bind().dialect.name == "postgresql"
+        assert statements[0] == (1 if postgres else 2)  # the incident's table and the log's
+        assert sa.inspect(incident).persistent and not session.new
+        session.commit()
+        stored = session.execute(
+            sa.select(IncidentEvent.kind, IncidentEvent.data)
+            .where(IncidentEvent.incident_id == incident.id)
+            .order_by(IncidentEvent.id)
+        ).all()
+        assert [tuple(row) for row in stored] == [
+            ("opened", {}),
+            ("emergency_notice", {"n": 1}),
+            ("report_merged", {"n": 2}),
+        ]
+
+
+def test_plain_rows_are_refused_with_objects_of_their_class_or_an_unknown_field(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        incident = _added(session, clock, -73.42)
+        session.add(_event(incident, clock, "opened"))
+        row = {"incident_id": incident.id, "at": clock.now(), "actor": "test", "kind": "note"}
+        with pytest.raises(ValueError, match="incident_events: rows given and objects pending"):
+            insert_pending(session, keep=(Incident,), rows={IncidentEvent: [row]})
+        session.rollback()
+
+    with sessions() as session:
+        incident = _added(session, clock, -73.41)
+        row = {"incident_id": incident.id, "at": clock.now(), "kind": "note", "colour": "red"}
+        with pytest.raises(TypeError, match="incident_events: no column for colour"):
+            insert_pending(session, keep=(Incident,), rows={IncidentEvent: [row]})
+        session.rollback()
+        assert session.scalar(sa.select(sa.func.count()).select_from(IncidentEvent)) == 0
