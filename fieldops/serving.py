@@ -98,13 +98,14 @@ def _supervise(spec: Spec) -> int:
                 if process.is_alive() or stop_signal:
                     continue
                 if not serving.is_set():
-                    log.error("worker %d exited during start-up (code %s): stopping",
-                              index + 1, process.exitcode)  # fmt: skip
-                    exit_code = process.exitcode or 1
+                    code = process.exitcode
+                    said = "worker %d exited during start-up (code %s): stopping"
+                    log.error(said, index + 1, code)
+                    exit_code = code or 1
                     stop_signal.append(signal.SIGTERM)
                     break
-                log.warning("worker %d (pid %s) exited with code %s: starting another",
-                            index + 1, process.pid, process.exitcode)  # fmt: skip
+                said = "worker %d (pid %s) exited with code %s: starting another"
+                log.warning(said, index + 1, process.pid, process.exitcode)
                 start(index)
     finally:
         _stop([process for process, _serving in workers.values()])
