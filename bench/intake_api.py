@@ -319,7 +319,7 @@ def _cost_rows(backend: Backend, m: Measured) -> list[Row]:
     """CPU per answered request at the headline concurrency: the server's workers, and
     PostgreSQL's backends (on PostGIS), ours against the peer's."""
     bare = m.runs[("bare", HEADLINE)]
-    consumers = [("server", "server CPU per answered request (uvicorn workers)")]
+    consumers = [("server", "server CPU per answered request (its workers)")]
     if backend.name == "PostGIS":
         consumers.append(("postgres", "PostgreSQL CPU per answered request"))
     rows = []
