@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session, selectinload
 from fieldops.db.base import UTCDateTime
 from fieldops.incidents.models import Channel, Incident, IncidentEvent, IncidentStatus, Report
 
-# Advisory-lock cells for the duplicate search, in degrees: larger than any duplicate
-# radius, so one report's search box touches at most four cells.
-LOCK_CELL_DEG = 0.02
+# Advisory-lock cells for the duplicate search, in degrees: about 390 m east-west and
+# 560 m north-south at Montréal's latitude, so the search box of the catalogue's radii
+# (20 to 150 m) touches one to four cells. Larger cells make writers that could not see
+# each other's incidents wait for each other more often; a larger box takes more locks.
+LOCK_CELL_DEG = 0.005
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,24 @@ def lock_duplicate_areas(session: Session, searches: Sequence[DuplicateSearch]) 
     """
     if not searches or session.get_bind().dialect.name != "postgresql":
         return
-    keys: set[int] = set()
-    for search in searches:
-        min_lon, min_lat, max_lon, max_lat = search.bbox
-        cells = {
-            (int(lon // LOCK_CELL_DEG), int(lat // LOCK_CELL_DEG))
-            for lon in (min_lon, max_lon)
-            for lat in (min_lat, max_lat)
-        }
-        keys.update(zlib.crc32(f"{search.group}:{cx}:{cy}".encode()) for cx, cy in cells)
     # unnest yields the array in order and the lock is taken as each row is produced.
     session.execute(
         sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
-        {"keys": sorted(keys)},
+        {"keys": duplicate_lock_keys(searches)},
     )
+
+
+def duplicate_lock_keys(searches: Sequence[DuplicateSearch]) -> list[int]:
+    """The advisory lock keys of ``searches``, ascending: one per (group, cell) each box
+    touches, every cell it covers, so two searches of one group whose boxes meet share one.
+    """
+    keys: set[int] = set()
+    for search in searches:
+        min_lon, min_lat, max_lon, max_lat = search.bbox
+        for cx in range(int(min_lon // LOCK_CELL_DEG), int(max_lon // LOCK_CELL_DEG) + 1):
+            for cy in range(int(min_lat // LOCK_CELL_DEG), int(max_lat // LOCK_CELL_DEG) + 1):
+                keys.add(zlib.crc32(f"{search.group}:{cx}:{cy}".encode()))
+    return sorted(keys)
 
 
 def open_incidents_near(session: Session, searches: Sequence[DuplicateSearch]) -> list[Candidate]:
