@@ -171,13 +171,7 @@ class _Plan:
         unknown = given.keys() - {key for _column, key, _default, _none in self.columns}
         if unknown:
             raise TypeError(f"{self.table.name}: no column for {', '.join(sorted(unknown))}")
-        row: dict[str, Any] = {}
-        for column, key, default, none_is_unset in self.columns:
-            value = given.get(key)
-            if value is None and (none_is_unset or key not in given):
-                value = default()
-            row[column] = value
-        return row
+        return self._filled(given, None)
 
     def row(self, obj: Any) -> dict[str, Any]:
         """The object's column values; an attribute left unset takes its column's default,
@@ -186,12 +180,16 @@ class _Plan:
         for name in self.relationships:
             if values.get(name) is not None:
                 raise TypeError(f"{self.table.name}: {name} is set; give its key instead")
+        return self._filled(values, obj)
+
+    def _filled(self, given: Mapping[str, Any], obj: Any | None) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for column, key, default, none_is_unset in self.columns:
-            value = values.get(key)
-            if value is None and (none_is_unset or key not in values):
+            value = given.get(key)
+            if value is None and (none_is_unset or key not in given):
                 value = default()
-                set_committed_value(obj, key, value)
+                if obj is not None:
+                    set_committed_value(obj, key, value)
             row[column] = value
         return row
 

@@ -309,9 +309,7 @@ def test_plain_rows_go_with_the_objects_in_their_order_defaults_filled_in(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:
     with sessions() as session:
-        incident = _incident(session, clock, -73.43)
-        session.add(incident)
-        give_ids(session, [incident])
+        incident = _added(session, clock, -73.43)
         kinds = ["opened", "emergency_notice", "report_merged"]
         # "data" left out of the first: its column's default ({}), as an object gets it.
         log: list[dict[str, object]] = [
