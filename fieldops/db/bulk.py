@@ -31,6 +31,7 @@ than drawing them first).
 from __future__ import annotations
 
 import functools
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,10 @@ def _values(row: dict[str, Any], processors: Processors) -> list[Any]:
     values = list(row.values())
     for position, process in processors:
         values[position] = process(values[position])
+    for value in values:
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or infinity: it would turn them into null.
+            raise ValueError(f"{value!r} cannot be written in a batch; store it alone")
     return values
 
 
@@ -293,7 +298,9 @@ def _json_statement(
             f"INSERT INTO {quote.format_table(table)} "
             f"({', '.join(quote.quote(column.name) for column in columns)}) "
             f"SELECT {', '.join(_selected(c, column, dialect) for c, column in enumerate(columns))}"
-            f" FROM json_array_elements(CAST(%(t{n})s AS JSON)) AS r"
+            # In the array's order: the ids the database gives follow it.
+            f" FROM json_array_elements(CAST(%(t{n})s AS JSON)) WITH ORDINALITY AS e(r, n)"
+            " ORDER BY e.n"
         )
         processors.append(
             tuple(
@@ -314,8 +321,12 @@ def _selected(position: int, column: sa.Column[Any], dialect: sa.Dialect) -> str
     """The value of one column in a row of the JSON array. A JSON column's value is in the
     array as it is (None as JSON's null, as SQLAlchemy stores it); any other arrives as
     the text JSON gives it (a string's contents, a number's digits, SQL NULL for null) and
-    goes through its column type's input, as it would from COPY."""
-    ddl = column.type.compile(dialect=dialect)
+    goes through its column type's input, as it would from COPY. Text goes in as text:
+    the INSERT refuses a value too long for its column, where a cast to the column's
+    VARCHAR(n) would cut it short without a word."""
     if isinstance(column.type, sa.JSON):
-        return f"CAST(r->{position} AS {ddl})"
-    return f"CAST(r->>{position} AS {ddl})"
+        return f"CAST(e.r->{position} AS {column.type.compile(dialect=dialect)})"
+    stored = column.type.impl_instance if isinstance(column.type, sa.TypeDecorator) else None
+    if isinstance(stored or column.type, sa.String):
+        return f"e.r->>{position}"
+    return f"CAST(e.r->>{position} AS {column.type.compile(dialect=dialect)})"

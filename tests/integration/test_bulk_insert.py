@@ -4,6 +4,7 @@ later by an ordinary flush)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -356,3 +357,48 @@ def test_plain_rows_are_refused_with_objects_of_their_class_or_an_unknown_field(
             insert_pending(session, keep=(Incident,), rows={IncidentEvent: [row]})
         session.rollback()
         assert session.scalar(sa.select(sa.func.count()).select_from(IncidentEvent)) == 0
+
+
+def test_a_value_too_long_for_its_column_is_refused_as_an_insert_refuses_it(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    """PostgreSQL refuses text longer than a VARCHAR(n) column (a cast would have cut it
+    short); SQLite stores it whole. insert_pending does what a flush does on each."""
+
+    def outcome(write: Callable[[Session], None]) -> str:
+        with sessions() as session:
+            incident = _added(session, clock, -73.40)
+            report = _report(incident, clock)
+            report.zipcode = "H2X 1Y4, Montréal QC"  # 20 characters in a VARCHAR(16)
+            session.add(report)
+            give_ids(session, [report])
+            try:
+                write(session)
+            except sa.exc.DBAPIError as error:
+                session.rollback()
+                return type(error).__name__
+            session.commit()
+            stored = session.scalar(sa.select(Report.zipcode).where(Report.id == report.id))
+            assert stored is not None
+            return stored
+
+    flushed = outcome(lambda session: session.flush())
+    bulk = outcome(insert_pending)
+    assert bulk == flushed
+    with sessions() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+    assert bulk == ("DataError" if postgres else "H2X 1Y4, Montréal QC")
+
+
+def test_a_float_json_cannot_carry_is_refused_and_nothing_is_written(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL's rows go as JSON")
+        incident = _added(session, clock, -73.39)
+        incident.lon = float("nan")  # JSON would make it null
+        with pytest.raises(sa.exc.StatementError, match="nan cannot be written in a batch"):
+            insert_pending(session)
+        session.rollback()
+        assert session.scalar(sa.select(sa.func.count()).select_from(Incident)) == 0
