@@ -26,6 +26,7 @@ FieldOps.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -44,6 +45,8 @@ log = logging.getLogger("fieldops.serving")
 
 # How long a stopping worker gets to answer what it has in flight before it is killed.
 GRACE_S = 30.0
+# A worker that exits is started again at most this often.
+RESTART_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -78,40 +81,62 @@ def _supervise(spec: Spec) -> int:
         stop_signal.append(signum)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    workers: dict[int, tuple[BaseProcess, EventType]] = {}
+    workers: dict[int, _Worker] = {}
 
-    def start(index: int) -> None:
+    def start(index: int, *, served: bool) -> None:
         serving = spawn.Event()  # set by the worker once it takes connections
         process = spawn.Process(
-            target=_worker, args=(spec, index, serving), name=f"fieldops-worker-{index + 1}"
+            target=_worker,
+            args=(spec, index, serving, os.getpid()),
+            name=f"fieldops-worker-{index + 1}",
         )
         process.start()
-        workers[index] = (process, serving)
+        workers[index] = _Worker(process, serving, time.monotonic(), served)
 
     exit_code = 0
     try:
         for index in range(spec.workers):
-            start(index)
+            start(index, served=False)
         while not stop_signal:
             time.sleep(0.2)
-            for index, (process, serving) in list(workers.items()):
+            for index, worker in list(workers.items()):
+                process = worker.process
                 if process.is_alive() or stop_signal:
                     continue
-                if not serving.is_set():
-                    code = process.exitcode
+                served = worker.served or worker.serving.is_set()
+                if not served:  # the server's own start failed: no use trying again
                     said = "worker %d exited during start-up (code %s): stopping"
-                    log.error(said, index + 1, code)
-                    exit_code = code or 1
+                    log.error(said, index + 1, process.exitcode)
+                    exit_code = _exit_status(process.exitcode)
                     stop_signal.append(signal.SIGTERM)
                     break
+                # Not more than one start a second per worker (a worker that dies at once,
+                # say while its database is away, is not started again and again).
+                if time.monotonic() - worker.started < RESTART_S:
+                    continue
                 said = "worker %d (pid %s) exited with code %s: starting another"
                 log.warning(said, index + 1, process.pid, process.exitcode)
-                start(index)
+                start(index, served=True)
     finally:
-        _stop([process for process, _serving in workers.values()])
+        _stop([worker.process for worker in workers.values()])
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return exit_code
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    serving: EventType  # set once it serves
+    started: float  # monotonic
+    served: bool  # a worker in its place served before: it is started again on exit
+
+
+def _exit_status(code: int | None) -> int:
+    """A shell's status for a child's exit code (killed by signal N: 128 + N)."""
+    if code is None or code == 0:
+        return 1
+    return 128 - code if code < 0 else code
 
 
 def _stop(processes: list[BaseProcess]) -> None:
@@ -127,16 +152,16 @@ def _stop(processes: list[BaseProcess]) -> None:
             process.join()
 
 
-def _worker(spec: Spec, index: int, serving: EventType) -> None:
+def _worker(spec: Spec, index: int, serving: EventType, supervisor: int) -> None:
     """One worker process: its own socket on the shared address, then uvicorn."""
     _scheduler_environment(spec, index)
-    family, kind, proto, _name, address = socket.getaddrinfo(
-        spec.host, spec.port, type=socket.SOCK_STREAM
-    )[0]
-    sock = socket.socket(family, kind, proto)
+    _stop_with(supervisor)
+    # The address family as uvicorn picks it: IPv6 for an address with a colon.
+    family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
+    sock.bind((spec.host, spec.port))
     server = _server(spec, serving)  # uvicorn sets up its logging here
     logging.getLogger("uvicorn.error").info(
         "Worker %d of %d (pid %d) on %s:%d, scheduled jobs %s",
@@ -144,6 +169,21 @@ def _worker(spec: Spec, index: int, serving: EventType) -> None:
         "on" if os.environ["FIELDOPS_RUN_SCHEDULER"] == "true" else "off",
     )  # fmt: skip
     server.run(sockets=[sock])
+
+
+def _stop_with(supervisor: int) -> None:
+    """Ask Linux for a SIGTERM when the supervisor dies (even by kill -9), so that no
+    worker goes on serving, or running the jobs, without it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor's stop is all there is
+        return
+    if os.getppid() != supervisor:  # it died before the request was in
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _scheduler_environment(spec: Spec, index: int) -> None:

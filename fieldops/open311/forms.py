@@ -36,7 +36,7 @@ async def form_fields(request: Request) -> Fields:
     if kept is not None:
         return kept
     media_type = request.headers.get("content-type", "").partition(";")[0]
-    if media_type.strip().lower() == URLENCODED:
+    if media_type.strip(" \t").lower() == URLENCODED:  # the blanks Starlette's parser drops
         fields = parse_urlencoded(await request.body())
     else:
         form = await request.form()

@@ -74,6 +74,19 @@ def test_one_worker_runs_the_scheduled_jobs_and_a_stop_leaves_no_worker(
         wait_for(f"worker {pid} to be gone", lambda pid=pid: not _running(pid), timeout_s=10)
 
 
+@SPATIALITE
+def test_workers_stop_when_the_supervisor_is_killed(fault_db: FaultDb, tmp_path: Path) -> None:
+    api = start_api(fault_db.url, workers=2, log_dir=tmp_path)
+    workers = worker_pids(api)
+    assert len(workers) == 2
+    try:
+        api.kill()  # kill -9: no chance to stop them itself
+        for pid in workers:
+            wait_for(f"worker {pid} to stop", lambda pid=pid: not _running(pid), timeout_s=30)
+    finally:
+        api.stop()
+
+
 def test_a_worker_that_cannot_start_stops_the_server() -> None:
     started = time.monotonic()
     command = [
