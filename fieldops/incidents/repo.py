@@ -67,31 +67,53 @@ class Candidate:
 def lock_duplicate_areas(session: Session, searches: Sequence[DuplicateSearch]) -> None:
     """Serialise duplicate searches that could see each other's new incidents.
 
-    PostGIS: a transaction advisory lock per (group, cell) a search box touches, all
-    taken by one statement in ascending key order, so two transactions never deadlock
-    on them. SpatiaLite needs nothing: every write transaction already holds the
-    database lock from its first statement.
+    PostGIS: transaction advisory locks (see ``duplicate_locks``), all taken by one
+    statement in ascending key order, so two transactions never deadlock on them.
+    SpatiaLite needs nothing: every write transaction already holds the database lock
+    from its first statement.
     """
     if not searches or session.get_bind().dialect.name != "postgresql":
         return
-    # unnest yields the array in order and the lock is taken as each row is produced.
+    locks = duplicate_locks(searches)
+    # unnest yields the arrays in order and each lock is taken as its row is produced.
     session.execute(
-        sa.text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
-        {"keys": duplicate_lock_keys(searches)},
+        _LOCK_AREAS,
+        {"keys": [key for key, _ in locks], "exclusive": [exclusive for _, exclusive in locks]},
     )
 
 
-def duplicate_lock_keys(searches: Sequence[DuplicateSearch]) -> list[int]:
-    """The advisory lock keys of ``searches``, ascending: one per (group, cell) each box
-    touches, every cell it covers, so two searches of one group whose boxes meet share one.
+_LOCK_AREAS = sa.text(
+    "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k) ELSE pg_advisory_xact_lock_shared(k)"
+    " END) FROM unnest(CAST(:keys AS bigint[]), CAST(:exclusive AS boolean[])) AS t(k, x)"
+)
+
+# A search box covering more cells than this locks its whole group instead.
+MAX_LOCK_CELLS = 16
+
+
+def duplicate_locks(searches: Sequence[DuplicateSearch]) -> list[tuple[int, bool]]:
+    """The advisory locks of ``searches``, as (key, exclusive), ascending by key.
+
+    A search locks each (group, cell) its box covers, exclusively, and its group in shared
+    mode; a box covering more than ``MAX_LOCK_CELLS`` cells (a radius over about a
+    kilometre) locks its group exclusively instead, so that no batch takes hundreds of
+    locks (PostgreSQL's lock table is shared and bounded). Two searches of one group
+    whose boxes meet so always hold one key in modes that conflict.
     """
-    keys: set[int] = set()
+    locks: dict[int, bool] = {}
     for search in searches:
+        group = zlib.crc32(search.group.encode())
         min_lon, min_lat, max_lon, max_lat = search.bbox
-        for cx in range(int(min_lon // LOCK_CELL_DEG), int(max_lon // LOCK_CELL_DEG) + 1):
-            for cy in range(int(min_lat // LOCK_CELL_DEG), int(max_lat // LOCK_CELL_DEG) + 1):
-                keys.add(zlib.crc32(f"{search.group}:{cx}:{cy}".encode()))
-    return sorted(keys)
+        columns = range(int(min_lon // LOCK_CELL_DEG), int(max_lon // LOCK_CELL_DEG) + 1)
+        rows = range(int(min_lat // LOCK_CELL_DEG), int(max_lat // LOCK_CELL_DEG) + 1)
+        if len(columns) * len(rows) > MAX_LOCK_CELLS:
+            locks[group] = True
+            continue
+        locks.setdefault(group, False)
+        for cx in columns:
+            for cy in rows:
+                locks[zlib.crc32(f"{search.group}:{cx}:{cy}".encode())] = True
+    return sorted(locks.items())
 
 
 def open_incidents_near(session: Session, searches: Sequence[DuplicateSearch]) -> list[Candidate]:
