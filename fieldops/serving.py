@@ -13,10 +13,12 @@ by a hash of each connection's addresses.
 Only the first worker runs the scheduled jobs (escalation, staleness, notifications): one
 scheduler per server, however many processes answer requests.
 
-A worker that exits while the server runs is started again, unless it never got as far
-as serving (an app that cannot load, an address it cannot take): then the server stops,
-with the worker's exit code. SIGINT or SIGTERM stops every worker with uvicorn's graceful shutdown
-(requests in flight are answered), then the server.
+A worker that exits while the server runs is started again (at most once a second),
+unless its first start failed (an app that cannot load, an address it cannot take): then
+the server stops, with the worker's exit status. Every worker gets SIGTERM when the
+supervisor dies, however it dies (Linux's parent-death signal). SIGINT or SIGTERM stops
+every worker with uvicorn's graceful shutdown (requests in flight are answered), then the
+server.
 
 ``python -m fieldops.serving APP`` serves any ASGI app factory this way (the benchmarks
 serve their peer app with it, so that both are served alike); ``fieldops serve`` serves
