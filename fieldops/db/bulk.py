@@ -59,8 +59,9 @@ def insert_pending(
     keep: tuple[type[Base], ...] | None = None,
     rows: Mapping[type[Base], Sequence[Mapping[str, Any]]] | None = None,
 ) -> None:
-    """INSERT every object pending in ``session`` (one statement per table) and make them
-    persistent, as ``session.flush()`` would for new objects alone.
+    """INSERT every object pending in ``session`` (one statement on PostgreSQL, one per
+    table on SQLite) and make them persistent, as ``session.flush()`` would for new
+    objects alone.
 
     ``keep``: only objects of these classes stay in the session; the others are written
     and let go (rows nothing reads back in this transaction, such as log events: putting

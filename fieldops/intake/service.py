@@ -1,10 +1,11 @@
 """The one intake path: Open311, the dispatcher API, CSV imports and drills all call it.
 
 ``submit_many`` takes in a batch of reports in one transaction, set-based: one query
-for re-sent reports, one lock statement, one duplicate search, one INSERT per table,
-whatever the batch's size. The outcome is the one the reports would have had taken in
-one after the other, in order: a report may join an incident opened by an earlier report
-of the same batch. ``submit_report`` is a batch of one.
+for re-sent reports, one lock statement, one duplicate search, one write of the new rows
+(one statement on PostGIS, one INSERT per table on SpatiaLite), whatever the batch's
+size. The outcome is the one the reports would have had taken in one after the other, in
+order: a report may join an incident opened by an earlier report of the same batch.
+``submit_report`` is a batch of one.
 """
 
 from __future__ import annotations
@@ -252,12 +253,13 @@ def _match_duplicates(session: Session, accepted: list[_Accepted]) -> None:
 
 def _write(session: Session, accepted: list[_Accepted]) -> None:
     """Open the new incidents, store every report, log the events, attach to emergencies
-    and plan the escalation ladders: one INSERT per table for the whole batch.
+    and plan the escalation ladders: the whole batch's new rows in one write (one statement
+    on PostGIS, one INSERT per table on SpatiaLite).
 
     Everything the new rows need is read first (the incidents joined, locked; the active
     emergencies; the policy), then the rows are built in memory, deadlines included, and
-    written without the ORM's unit of work (``insert_pending``); only the incidents
-    joined go out as UPDATEs, with the final flush."""
+    written without the ORM's unit of work (``insert_pending``; the events and steps as
+    plain rows); only the incidents joined go out as UPDATEs, with the final flush."""
     # The caller's own pending changes go out first, by the ordinary flush (their new rows
     # numbered first, as every flush here numbers them): what insert_pending writes below
     # must be this batch's rows alone.
