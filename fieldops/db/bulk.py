@@ -167,10 +167,15 @@ class _Plan:
     columns: tuple[tuple[str, str, Callable[[], Any], bool], ...]
     relationships: tuple[str, ...]  # set on a new object, a flush would fill its keys in
 
+    @functools.cached_property
+    def attributes(self) -> frozenset[str]:
+        """The attribute keys a plain row may give."""
+        return frozenset(key for _column, key, _default, _none in self.columns)
+
     def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """A plain row's column values; one left out (or None, where None counts as unset)
         takes its column's default."""
-        unknown = given.keys() - {key for _column, key, _default, _none in self.columns}
+        unknown = given.keys() - self.attributes
         if unknown:
             raise TypeError(f"{self.table.name}: no column for {', '.join(sorted(unknown))}")
         return self._filled(given, None)
