@@ -7,24 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from roster_reference import roster_from_orm
 from sqlalchemy.orm import Session
 
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.dispatch import repo
 from fieldops.dispatch.roster import crew_states
-from fieldops.dispatch.service import crew_state
-
-
-def expected(session: Session, *, now, stale_after, able_only: bool):  # type: ignore[no-untyped-def]
-    jobs = repo.active_job_counts(session)
-    states = [
-        crew_state(c, active_jobs=jobs.get(c.id, 0), now=now, stale_after=stale_after)
-        for c in session.scalars(sa.select(Crew).order_by(Crew.id))
-    ]
-    if able_only:
-        states = [s for s in states if s.can_take(frozenset(), now) is None]
-    return states
 
 
 def test_reads_at_other_instants_and_limits_follow_them(
@@ -45,7 +33,7 @@ def test_reads_at_other_instants_and_limits_follow_them(
         for stale_after in (timedelta(seconds=30), timedelta(minutes=5)):
             for able_only in (False, True):
                 got = crew_states(session, now=at, stale_after=stale_after, able_only=able_only)
-                assert got == expected(
+                assert got == roster_from_orm(
                     session, now=at, stale_after=stale_after, able_only=able_only
                 )
                 by_id = {s.crew_id: s for s in got}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from roster_reference import roster_from_orm
 from sqlalchemy.orm import Session
 from statements import counting_statements
 
@@ -15,10 +16,9 @@ from fieldops.catalog.repo import list_service_types
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
 from fieldops.db.ids import give_ids
-from fieldops.dispatch import repo
 from fieldops.dispatch.models import Assignment, AssignmentStatus
+from fieldops.dispatch.ranking import CrewState
 from fieldops.dispatch.roster import crew_states, skills_by_service
-from fieldops.dispatch.service import crew_state
 from fieldops.errors import FieldOpsError
 from fieldops.incidents.models import Channel
 from fieldops.intake.context import IntakeContext
@@ -28,16 +28,8 @@ from fieldops.intake.service import Submission, submit_many
 STALE = timedelta(minutes=5)
 
 
-def from_orm(session: Session, *, now, able_only: bool = False):  # type: ignore[no-untyped-def]
-    jobs = repo.active_job_counts(session)
-    crews = session.scalars(sa.select(Crew).order_by(Crew.id)).all()
-    states = [
-        crew_state(c, active_jobs=jobs.get(c.id, 0), now=now, stale_after=STALE) for c in crews
-    ]
-    if able_only:
-        # What the filter promises: on duty, on shift and below capacity (skills aside).
-        states = [s for s in states if s.can_take(frozenset(), now) is None]
-    return states
+def from_orm(session: Session, *, now: datetime, able_only: bool = False) -> list[CrewState]:
+    return roster_from_orm(session, now=now, stale_after=STALE, able_only=able_only)
 
 
 def test_the_roster_read_gives_every_crew_the_state_of_its_row(
