@@ -38,7 +38,11 @@ ACTIVE_ASSIGNMENT = frozenset(
 
 class Assignment(Base):
     __tablename__ = "assignments"
-    __table_args__ = (Index("ix_assignments_crew_active", "crew_id", "is_active"),)
+    __table_args__ = (
+        Index("ix_assignments_crew_active", "crew_id", "is_active"),
+        # Every active assignment, in id order (a drill's fleet reads them at every tick).
+        Index("ix_assignments_is_active", "is_active"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)

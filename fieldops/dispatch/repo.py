@@ -39,6 +39,11 @@ _ACTIVE_STATUSES = (
     )
     .distinct()
 )
+_EVERY_ACTIVE = (
+    sa.select(Assignment.id, Assignment.crew_id, Assignment.status)
+    .where(Assignment.is_active.is_(True))
+    .order_by(Assignment.id)
+)
 _ACTIVE_OF_INCIDENTS = (
     sa.select(Assignment)
     .where(Assignment.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
@@ -54,6 +59,13 @@ _LOCK_FOR_STEPS = (
     .order_by(Incident.id, Assignment.id)
     .with_for_update(of=[Assignment.__table__, Incident.__table__])
 )
+
+
+def every_active_assignment(
+    session: Session,
+) -> Sequence[sa.Row[tuple[int, int, str]]]:
+    """(id, crew id, status) of every active assignment, in id order, as plain rows."""
+    return session.execute(_EVERY_ACTIVE).all()
 
 
 def active_jobs_of_crew() -> sa.ScalarSelect[int]:

@@ -111,11 +111,7 @@ class Fleet:
         """The fleet's active assignments, by id (in id order): crew and step. Every
         active assignment is read, the fleet's kept in Python: hundreds of crew ids in
         an IN list would cost more than the few other crews' rows."""
-        rows = session.execute(
-            sa.select(Assignment.id, Assignment.crew_id, Assignment.status)
-            .where(Assignment.is_active.is_(True))
-            .order_by(Assignment.id)
-        ).all()
+        rows = dispatch_repo.every_active_assignment(session)
         crews = self.crews
         self.active = {
             assignment_id: (crew_id, AssignmentStatus(status))

@@ -47,6 +47,8 @@ class Incident(Base):
         Index(
             "ix_incidents_dup_search", "service_group", "is_open", "lat", "lon", "last_report_at"
         ),
+        # A batch round's backlog: the open incidents, a few among the day's thousands.
+        Index("ix_incidents_status", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
