@@ -60,18 +60,11 @@ def _slots(crews: Sequence[CrewState]) -> tuple[NDArray[np.intp], NDArray[np.int
     return np.array(crew_of_slot, dtype=np.intp), np.array(slot_rank, dtype=np.intp)
 
 
-def cost_matrix(
-    incidents: Sequence[BatchIncident],
-    crews: Sequence[CrewState],
-    eta_s: NDArray[np.float64],
-    now: datetime,
-) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
-    """Weighted cost of each incident in each crew slot (INFEASIBLE where not allowed).
-
-    ``eta_s`` is incidents x crews. Returns (cost, crew_of_slot, slot_rank, weights).
-    """
-    crew_of_slot, slot_rank = _slots(crews)
-    weights = np.array([PRIORITY_WEIGHT.get(i.priority, 1.0) for i in incidents])
+def allowed_pairs(
+    incidents: Sequence[BatchIncident], crews: Sequence[CrewState], now: datetime
+) -> NDArray[np.bool_]:
+    """Which crew may take which incident (incidents x crews): on duty, on shift, every
+    skill the incident needs."""
     allowed = np.zeros((len(incidents), len(crews)), dtype=bool)
     by_skills: dict[frozenset[str], NDArray[np.bool_]] = {}
     for row, incident in enumerate(incidents):
@@ -86,6 +79,35 @@ def cost_matrix(
                 dtype=bool,
             )
         allowed[row] = by_skills[incident.skills]
+    return allowed
+
+
+def travel_needed(
+    incidents: Sequence[BatchIncident], crews: Sequence[CrewState], now: datetime
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The incidents (rows) and crews (columns) whose travel times a plan can use: an
+    incident some crew with a free slot may take, a crew with a free slot that may take
+    one of them. Every other time is never read (its cost is INFEASIBLE whatever it is),
+    so a round need not search the street graph for it: at night a backlog of incidents
+    whose crews are off shift waits, round after round."""
+    allowed = allowed_pairs(incidents, crews, now)
+    allowed &= np.array([c.capacity > c.active_jobs for c in crews], dtype=bool)[None, :]
+    return np.flatnonzero(allowed.any(axis=1)), np.flatnonzero(allowed.any(axis=0))
+
+
+def cost_matrix(
+    incidents: Sequence[BatchIncident],
+    crews: Sequence[CrewState],
+    eta_s: NDArray[np.float64],
+    now: datetime,
+) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+    """Weighted cost of each incident in each crew slot (INFEASIBLE where not allowed).
+
+    ``eta_s`` is incidents x crews. Returns (cost, crew_of_slot, slot_rank, weights).
+    """
+    crew_of_slot, slot_rank = _slots(crews)
+    weights = np.array([PRIORITY_WEIGHT.get(i.priority, 1.0) for i in incidents])
+    allowed = allowed_pairs(incidents, crews, now)
     wait = eta_s[:, crew_of_slot] + TYPICAL_JOB_S * slot_rank[None, :]
     cost = np.where(allowed[:, crew_of_slot], weights[:, None] * wait, INFEASIBLE)
     return cost, crew_of_slot, slot_rank, weights

@@ -6,17 +6,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from sqlalchemy.orm import Session
 
 from fieldops.crews.models import Crew, CrewStatus
 from fieldops.crews.repo import get_crew, lock_crews
 from fieldops.db.ids import give_ids
 from fieldops.dispatch import repo, roster
-from fieldops.dispatch.batch import BatchIncident, BatchPlan, assign_greedy, assign_optimal
+from fieldops.dispatch.batch import (
+    BatchIncident,
+    BatchPlan,
+    assign_greedy,
+    assign_optimal,
+    travel_needed,
+)
 from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.ranking import CrewState, Recommendation, rank_crews
 from fieldops.dispatch.roster import crew_states
@@ -337,6 +343,34 @@ class BatchResult:
     assignments: list[Assignment]
 
 
+def _travel_times(
+    batch: Sequence[BatchIncident],
+    incidents: Sequence[Any],
+    crews: Sequence[CrewState],
+    *,
+    now: datetime,
+    travel: TravelModel,
+) -> tuple[NDArray[np.float64], NDArray[np.object_]]:
+    """Travel seconds from each crew to each incident and the travel model of each
+    (incidents x crews), found only where a plan can use them (``travel_needed``); the
+    rest are infinite, never read."""
+    rows, columns = travel_needed(batch, crews, now)
+    eta = np.full((len(incidents), len(crews)), np.inf)
+    model = np.full((len(incidents), len(crews)), "", dtype=object)
+    if len(rows) == 0:
+        return eta, model
+    found = travel.travel_matrix(
+        [crews[k].lon for k in columns],
+        [crews[k].lat for k in columns],
+        [incidents[r].lon for r in rows],
+        [incidents[r].lat for r in rows],
+    )
+    block = np.ix_(rows, columns)
+    eta[block] = np.vstack([f.seconds for f in found])
+    model[block] = np.vstack([f.model for f in found])
+    return eta, model
+
+
 def batch_dispatch(
     session: Session,
     *,
@@ -367,13 +401,7 @@ def batch_dispatch(
         return BatchResult(empty, empty, [])
     skills = roster.skills_by_service(session)
     batch = [BatchIncident(i.id, i.priority, skills[i.service_code]) for i in incidents]
-    rows = travel.travel_matrix(
-        [c.lon for c in crews],
-        [c.lat for c in crews],
-        [i.lon for i in incidents],
-        [i.lat for i in incidents],
-    )
-    eta = np.vstack([r.seconds for r in rows])
+    eta, model = _travel_times(batch, incidents, crews, now=now, travel=travel)
     row_of = {i.id: r for r, i in enumerate(incidents)}
     column_of = {c.crew_id: k for k, c in enumerate(crews)}
     optimal = assign_optimal(batch, crews, eta, now)
@@ -385,7 +413,7 @@ def batch_dispatch(
                 a.incident_id,
                 a.crew_id,
                 a.eta_s,
-                str(rows[row_of[a.incident_id]].model[column_of[a.crew_id]]),
+                str(model[row_of[a.incident_id], column_of[a.crew_id]]),
             )
             for a in optimal.assignments
         ],

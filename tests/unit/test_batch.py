@@ -22,6 +22,7 @@ from fieldops.dispatch.batch import (
     assign_greedy,
     assign_optimal,
     cost_matrix,
+    travel_needed,
 )
 from fieldops.dispatch.ranking import CrewState
 
@@ -339,6 +340,38 @@ def test_optimal_matches_brute_force_on_small_instances(seed: int) -> None:
     plan = assign_optimal(incidents, crews, eta, NOW)
 
     assert plan.objective == pytest.approx(brute_force_objective(incidents, crews, eta), abs=0.06)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_travel_times_a_plan_uses_are_those_travel_needed_keeps(seed: int) -> None:
+    """A round searches the street graph only for the incidents and crews
+    ``travel_needed`` keeps: both plans must be exactly those of the whole matrix."""
+    incidents, crews, eta = random_instance(seed)
+    rows, columns = travel_needed(incidents, crews, NOW)
+    kept = np.full_like(eta, np.inf)
+    kept[np.ix_(rows, columns)] = eta[np.ix_(rows, columns)]
+
+    assert assign_optimal(incidents, crews, kept, NOW) == assign_optimal(
+        incidents, crews, eta, NOW
+    )
+    assert assign_greedy(incidents, crews, kept, NOW) == assign_greedy(incidents, crews, eta, NOW)
+
+
+def test_travel_needed_leaves_out_who_can_take_nothing() -> None:
+    crews = [
+        crew(1, skills=TREE),
+        crew(2, skills=PUMP, capacity=1, active_jobs=1),  # full
+        crew(3, skills=PUMP | ROADS, on_duty=False),
+        crew(4, skills=ROADS, shift_ends_at=NOW),  # shift over
+        crew(5, skills=PUMP | TREE, capacity=2, active_jobs=1),
+    ]
+    incidents = [job(10, 3, ROADS), job(11, 2, TREE), job(12, 1, PUMP), job(13, 4, PUMP | ROADS)]
+
+    rows, columns = travel_needed(incidents, crews, NOW)
+
+    # Only crews 1 and 5 can take anything; no one can take the roads jobs.
+    assert [incidents[r].incident_id for r in rows] == [11, 12]
+    assert [crews[c].crew_id for c in columns] == [1, 5]
 
 
 def test_cost_matrix_layout() -> None:
