@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -53,6 +54,45 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    # On SQLite, every instant written or read goes through these (a scheduler tick moves
+    # thousands): the stored text is made and read in one step each, as SQLAlchemy's
+    # DATETIME stores it ("YYYY-MM-DD HH:MM:SS.ffffff", UTC), several times faster than the
+    # chain of the methods above and SQLite's own processors, which other backends keep.
+
+    def bind_processor(self, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given where an instant is needed")
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:-6]  # less its "+00:00"
+
+        return process
+
+    def result_processor(
+        self, dialect: sa.Dialect, coltype: Any
+    ) -> Callable[[Any], datetime | None] | None:
+        chain = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or chain is None:
+            return chain
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                read = datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):
+                read = None
+            # Not text as stored (a bare date reads as one without its zone): the long way.
+            return read if read is not None and read.tzinfo is not None else chain(value)
+
+        return process
 
 
 def point_type() -> Geometry:

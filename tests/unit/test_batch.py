@@ -351,9 +351,7 @@ def test_the_travel_times_a_plan_uses_are_those_travel_needed_keeps(seed: int) -
     kept = np.full_like(eta, np.inf)
     kept[np.ix_(rows, columns)] = eta[np.ix_(rows, columns)]
 
-    assert assign_optimal(incidents, crews, kept, NOW) == assign_optimal(
-        incidents, crews, eta, NOW
-    )
+    assert assign_optimal(incidents, crews, kept, NOW) == assign_optimal(incidents, crews, eta, NOW)
     assert assign_greedy(incidents, crews, kept, NOW) == assign_greedy(incidents, crews, eta, NOW)
 
 

@@ -1,0 +1,88 @@
+"""Instants on SQLite: the one-step processors store and read exactly what the chain of
+``UTCDateTime``'s methods and SQLAlchemy's SQLite DATETIME stores and reads (the same text,
+so every stored instant, comparison and index stays as it was), for any instant in any
+zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeDecorator
+
+from fieldops.db.base import UTCDateTime
+
+SQLITE = sqlite.dialect()
+COLUMN = UTCDateTime().dialect_impl(SQLITE)
+
+
+def chain_bind(value: datetime) -> Any:
+    """What the methods and SQLite's DATETIME store, one after the other."""
+    process = TypeDecorator.bind_processor(COLUMN, SQLITE)
+    assert process is not None
+    return process(value)
+
+
+def chain_result(value: Any) -> Any:
+    process = TypeDecorator.result_processor(COLUMN, SQLITE, None)
+    assert process is not None
+    return process(value)
+
+
+BIND = COLUMN.bind_processor(SQLITE)
+RESULT = COLUMN.result_processor(SQLITE, None)
+
+zones = st.one_of(
+    st.just(UTC),
+    st.timedeltas(min_value=timedelta(hours=-23, minutes=59), max_value=timedelta(hours=23))
+    .map(lambda offset: timezone(offset - timedelta(microseconds=offset.microseconds)))
+    .filter(lambda zone: zone is not UTC),
+    st.timezones(),
+)
+# Hypothesis takes naive bounds, whatever zones it gives the instants.
+EARLIEST = datetime(2, 1, 1)  # noqa: DTZ001
+LATEST = datetime(9998, 12, 31)  # noqa: DTZ001
+instants = st.datetimes(min_value=EARLIEST, max_value=LATEST, timezones=zones)
+
+
+@given(instants)
+def test_an_instant_is_stored_as_the_chain_stores_it(value: datetime) -> None:
+    assert BIND is not None and RESULT is not None
+    stored = BIND(value)
+    assert stored == chain_bind(value)
+    read = RESULT(stored)
+    assert read == chain_result(stored) == value.astimezone(UTC)
+    assert read.tzinfo is UTC
+
+
+@given(st.datetimes(min_value=EARLIEST.replace(year=1000), max_value=LATEST))
+def test_text_without_fraction_or_written_elsewhere_reads_as_the_chain_reads_it(
+    naive: datetime,
+) -> None:
+    assert RESULT is not None
+    for text in (
+        f"{naive:%Y-%m-%d %H:%M:%S}",  # CURRENT_TIMESTAMP's form
+        f"{naive:%Y-%m-%d %H:%M:%S.%f}",
+        f"{naive:%Y-%m-%d}",  # a bare date: the long way
+    ):
+        assert RESULT(text) == chain_result(text)
+
+
+def test_none_and_naive_instants() -> None:
+    assert BIND is not None and RESULT is not None
+    assert BIND(None) is None and RESULT(None) is None
+    with pytest.raises(ValueError, match="naive datetime"):
+        BIND(datetime(2026, 11, 29, 12, 0))  # noqa: DTZ001 (the naive instant refused)
+
+
+def test_other_backends_keep_the_chain() -> None:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    column = UTCDateTime().dialect_impl(dialect)
+    value = datetime(2026, 11, 29, 7, 0, tzinfo=timezone(timedelta(hours=-5)))
+    process = column.bind_processor(dialect)
+    stored = process(value) if process is not None else value
+    assert stored == value and stored.tzinfo is UTC
