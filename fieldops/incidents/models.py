@@ -60,7 +60,9 @@ class Incident(Base):
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), index=True)
     lon: Mapped[float]
     lat: Mapped[float]
-    geom = mapped_column(point_type(), nullable=False)
+    # The point is kept for spatial SQL (maps, exports); Python reads lon and lat, so an
+    # object loads without it (loaded on first access): rows are loaded at every tick.
+    geom = mapped_column(point_type(), nullable=False, deferred=True)
     address: Mapped[str] = mapped_column(Text, default="")
     description: Mapped[str] = mapped_column(Text, default="")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -102,7 +104,7 @@ class Report(Base):
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"))
     lon: Mapped[float]
     lat: Mapped[float]
-    geom = mapped_column(point_type(), nullable=False)
+    geom = mapped_column(point_type(), nullable=False, deferred=True)  # as an incident's
     address: Mapped[str] = mapped_column(Text, default="")
     address_id: Mapped[str] = mapped_column(String(128), default="")
     zipcode: Mapped[str] = mapped_column(String(16), default="")
