@@ -225,6 +225,7 @@ def plan_incidents(
     # Held until planning is done: the session keeps no strong reference to what it
     # loads, and each incident's ``deadline_factor`` would read its emergency again.
     held = get_emergencies(session, (i.emergency_id for i in incidents if i.emergency_id))
+    planned: StepRows = []
     for incident in incidents:
         replan(
             session,
@@ -234,23 +235,26 @@ def plan_incidents(
             current=current.get(incident.id),
             steps=steps[incident.id],
             around=around.get(incident.id),
+            rows=planned,
         )
-    _write_new_steps(session)
+    _write_new_steps(session, planned)
     session.flush()
     del held
 
 
-def _write_new_steps(session: Session) -> None:
-    """Write the steps planning added with one statement, numbered by the database in
-    the order planned (the ids ``give_ids`` would give), and let them go: nothing reads
-    them back as objects in the transaction (planning again reads them from the table).
-    With anything else new in the session (a caller's own, unflushed), the new rows are
-    given their ids and flushed together instead, as they always were."""
-    new = list(session.new)
-    if new and all(type(o) is EscalationStep and o.id is None for o in new):
-        insert_pending(session, keep=())
+def _write_new_steps(session: Session, planned: StepRows) -> None:
+    """Write the steps planning added as plain rows with one statement, numbered by the
+    database in the order planned (the ids ``give_ids`` would give): nothing reads them
+    back as objects in the transaction (planning again reads them from the table). With
+    anything new in the session (a caller's own, unflushed), they are made objects, given
+    their ids and flushed with it instead, as they always were."""
+    if not planned:
+        give_ids(session, list(session.new))
+    elif not session.new:
+        insert_pending(session, keep=(), rows={EscalationStep: planned})
     else:
-        give_ids(session, new)
+        session.add_all(EscalationStep(**row) for row in planned)
+        give_ids(session, list(session.new))
 
 
 def _emergencies_around(
