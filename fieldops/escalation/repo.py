@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,9 +47,93 @@ def steps_of_incidents(
     return found
 
 
+@dataclass(eq=False)
+class StepRow:
+    """A step as planning reads and changes it, without an ORM object: planning reads
+    every step of the incidents it plans and changes a few (``write_step_rows``)."""
+
+    id: int
+    incident_id: int
+    key: str
+    deadline: str
+    status: str
+    deadline_at: datetime
+    due_at: datetime
+    reason: str
+    settled_at: datetime | None
+
+    def __post_init__(self) -> None:
+        self._read = self._values()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _CHANGEABLE)
+
+    def changes(self) -> dict[str, Any]:
+        """The columns changed since the row was read, with their new values."""
+        return {
+            name: new
+            for name, old, new in zip(_CHANGEABLE, self._read, self._values(), strict=True)
+            if new != old
+        }
+
+
+_CHANGEABLE = tuple(f.name for f in fields(StepRow) if f.name not in ("id", "incident_id"))
+
+
+def step_rows_of_incidents(
+    session: Session, incident_ids: Sequence[int]
+) -> dict[int, list[StepRow | EscalationStep]]:
+    """``steps_of_incidents`` as plain rows, but for a step the session already holds as
+    an object: that object, whose changes not yet written count (as the query for
+    objects would give it)."""
+    found: dict[int, list[StepRow | EscalationStep]] = {i: [] for i in incident_ids}
+    if not found:
+        return found
+    held = session.identity_map
+    rows = session.connection().execute(_STEP_ROWS_OF_INCIDENTS, {"incident_ids": sorted(found)})
+    for row in rows:
+        step = held.get(_step_key(row[0]))
+        found[row[1]].append(step if step is not None else StepRow(*row))
+    return found
+
+
+def _step_key(step_id: int) -> Any:
+    return (EscalationStep, (step_id,), None)
+
+
+def write_step_rows(session: Session, steps: Sequence[StepRow]) -> None:
+    """Write what planning changed in these rows: one UPDATE per set of columns changed
+    (settled ones, re-timed ones), by id order."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for step in sorted(steps, key=lambda s: s.id):
+        changed = step.changes()
+        if changed:
+            by_columns.setdefault(tuple(sorted(changed)), []).append(
+                {"step_id": step.id, **changed}
+            )
+    connection = session.connection()
+    for columns, values in by_columns.items():
+        connection.execute(_update_of(columns), values)
+
+
+@functools.cache
+def _update_of(columns: tuple[str, ...]) -> sa.Update:
+    table = cast(sa.Table, EscalationStep.__table__)
+    return (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("step_id"))
+        .values({name: sa.bindparam(name, type_=table.c[name].type) for name in columns})
+    )
+
+
 # Built once: every planning pass and every tick runs them.
 _STEPS_OF_INCIDENTS = (
     sa.select(EscalationStep)
+    .where(EscalationStep.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
+    .order_by(EscalationStep.incident_id, EscalationStep.due_at, EscalationStep.id)
+)
+_STEP_ROWS_OF_INCIDENTS = (
+    sa.select(*(EscalationStep.__table__.c[name] for name in ("id", "incident_id", *_CHANGEABLE)))
     .where(EscalationStep.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
     .order_by(EscalationStep.incident_id, EscalationStep.due_at, EscalationStep.id)
 )

@@ -208,7 +208,9 @@ def plan_incidents(
     assigned: Mapping[int, Assignment] | None = None,
 ) -> None:
     """``plan_incident`` for many incidents, with a few queries and one flush for all of
-    them (a batch dispatch round plans every incident it assigned at once).
+    them (a batch dispatch round plans every incident it assigned at once). Their steps
+    are read as plain rows (``repo.step_rows_of_incidents``) and the few planning changes
+    written with one UPDATE per kind of change, after the flush, as the flush wrote them.
     ``changed_at``: incident id -> the instant it changed, where that is not ``now`` (a
     batch of crews' steps plans each incident as of its own step). ``assigned``: incident
     id -> the assignment the caller has just made, for every incident (the newest active
@@ -220,7 +222,7 @@ def plan_incidents(
     ids = [i.id for i in incidents]
     policy = policy_in_force(session)
     current = active_assignments(session, ids) if assigned is None else assigned
-    steps = repo.steps_of_incidents(session, ids)
+    steps = repo.step_rows_of_incidents(session, ids)
     around = _emergencies_around(session, incidents, now=now, changed_at=changed_at)
     # Held until planning is done: the session keeps no strong reference to what it
     # loads, and each incident's ``deadline_factor`` would read its emergency again.
@@ -239,6 +241,9 @@ def plan_incidents(
         )
     _write_new_steps(session, planned)
     session.flush()
+    repo.write_step_rows(
+        session, [s for found in steps.values() for s in found if isinstance(s, repo.StepRow)]
+    )
     del held
 
 
@@ -284,7 +289,7 @@ def replan(
     now: datetime,
     policy: Policy | None,
     current: Assignment | None,
-    steps: Sequence[EscalationStep],
+    steps: Sequence[EscalationStep | repo.StepRow],
     around: Sequence[Emergency] | None = None,
     rows: StepRows | None = None,
 ) -> None:
@@ -327,7 +332,9 @@ def replan(
         session.add_all(planned_step(incident, plan, rule, now=now) for plan in wanted.values())
 
 
-def _settle(step: EscalationStep, status: StepStatus, reason: str, now: datetime) -> None:
+def _settle(
+    step: EscalationStep | repo.StepRow, status: StepStatus, reason: str, now: datetime
+) -> None:
     step.status = status
     step.reason = reason
     step.settled_at = now

@@ -20,7 +20,7 @@ from fieldops.clock import ManualClock
 from fieldops.db.engine import unit_of_work
 from fieldops.dispatch.roster import crew_states, skills_by_service
 from fieldops.dispatch.service import Dispatch, TravelModel, assign_crews
-from fieldops.escalation.models import EscalationStep
+from fieldops.escalation.models import EscalationStep, StepStatus
 from fieldops.escalation.service import plan_incident, plan_incidents
 from fieldops.incidents.models import Incident, IncidentEvent
 
@@ -121,3 +121,42 @@ def test_a_callers_own_new_object_is_written_with_the_steps_as_before(
         ).all()
         assert {s.incident_id for s in steps} == set(ids)
         session.rollback()
+
+
+def test_a_step_the_session_holds_changed_is_planned_as_held(
+    sessions: sessionmaker[Session], clock: ManualClock, travel: Any
+) -> None:
+    """Planning reads steps as rows, but one the session holds with a change not yet
+    written (the escalation tick marks a step fired, then reassigns) is planned as held,
+    as the query for objects gave it: a met deadline's step that just fired stays fired."""
+    ids = floods_with_crews(sessions, clock, travel)
+    now = clock.now() + timedelta(seconds=30)
+    with sessions() as session:
+        incidents = [session.get(Incident, i) for i in ids]
+        dispatch_steps = session.scalars(
+            sa.select(EscalationStep)
+            .where(
+                EscalationStep.incident_id.in_(ids),
+                EscalationStep.deadline == "dispatch",
+                EscalationStep.status == StepStatus.PLANNED,
+            )
+            .order_by(EscalationStep.id)
+        ).all()
+        assert len(dispatch_steps) >= 2  # each met now that a crew is on its way
+        fired = dispatch_steps[0]
+        fired.status, fired.reason, fired.settled_at = StepStatus.FIRED, "fired by the tick", now
+        fired_id, other_ids = fired.id, [s.id for s in dispatch_steps[1:]]
+
+        plan_incidents(session, incidents, now=now)  # type: ignore[arg-type]
+
+        session.expire_all()
+        stored = {
+            s.id: (s.status, s.reason)
+            for s in session.scalars(
+                sa.select(EscalationStep).where(EscalationStep.id.in_([fired_id, *other_ids]))
+            )
+        }
+        session.rollback()
+    assert stored[fired_id] == (StepStatus.FIRED, "fired by the tick")
+    others = [stored[i] for i in other_ids]
+    assert all(status == StepStatus.CANCELLED and "dispatch" in reason for status, reason in others)
