@@ -19,7 +19,7 @@ from fieldops.dispatch.repo import active_assignment, active_assignments
 from fieldops.emergencies.models import Emergency
 from fieldops.emergencies.repo import (
     active_emergencies_within,
-    get_emergencies,
+    emergency_factors,
     holding,
     is_active,
     notice_stretch,
@@ -118,9 +118,13 @@ def deadline_factor(session: Session, incident: Incident, *, now: datetime) -> f
     if incident.emergency_id is None:
         return 1.0
     emergency = session.get(Emergency, incident.emergency_id)
-    if emergency is None or (emergency.ended_at is not None and emergency.ended_at <= now):
+    if emergency is None:
         return 1.0
-    return emergency.deadline_factor
+    return _factor_at(emergency.ended_at, emergency.deadline_factor, now)
+
+
+def _factor_at(ended_at: datetime | None, factor: float, now: datetime) -> float:
+    return 1.0 if ended_at is not None and ended_at <= now else factor
 
 
 def rule_for(
@@ -224,27 +228,28 @@ def plan_incidents(
     current = active_assignments(session, ids) if assigned is None else assigned
     steps = repo.step_rows_of_incidents(session, ids)
     around = _emergencies_around(session, incidents, now=now, changed_at=changed_at)
-    # Held until planning is done: the session keeps no strong reference to what it
-    # loads, and each incident's ``deadline_factor`` would read its emergency again.
-    held = get_emergencies(session, (i.emergency_id for i in incidents if i.emergency_id))
+    # Each incident's emergency (its end and deadline factor), read once for all.
+    emergencies = emergency_factors(session, [i.emergency_id for i in incidents if i.emergency_id])
     planned: StepRows = []
     for incident in incidents:
+        at = changed_at.get(incident.id, now)
+        ended_at, factor = emergencies.get(incident.emergency_id or 0, (None, 1.0))
         replan(
             session,
             incident,
-            now=changed_at.get(incident.id, now),
+            now=at,
             policy=policy,
             current=current.get(incident.id),
             steps=steps[incident.id],
             around=around.get(incident.id),
             rows=planned,
+            factor=_factor_at(ended_at, factor, at),
         )
     _write_new_steps(session, planned)
     session.flush()
     repo.write_step_rows(
         session, [s for found in steps.values() for s in found if isinstance(s, repo.StepRow)]
     )
-    del held
 
 
 def _write_new_steps(session: Session, planned: StepRows) -> None:
@@ -292,10 +297,12 @@ def replan(
     steps: Sequence[EscalationStep | repo.StepRow],
     around: Sequence[Emergency] | None = None,
     rows: StepRows | None = None,
+    factor: float | None = None,
 ) -> None:
     """What ``plan_incident`` does, given its policy, active assignment and steps (and,
-    when the caller has them, the active emergencies holding the incident). Adds to the
-    session (new steps into ``rows`` instead, when given); the caller flushes."""
+    when the caller has them, the active emergencies holding the incident and its
+    ``deadline_factor`` at ``now``). Adds to the session (new steps into ``rows`` instead,
+    when given); the caller flushes."""
     rule = rule_for(session, incident, policy, now=now, around=around)
     met = MET[IncidentStatus(incident.status)]
     anchors = Anchors(
@@ -303,7 +310,8 @@ def replan(
         assigned_at=current.assigned_at if current else None,
         assignment_id=current.id if current else None,
     )
-    factor = deadline_factor(session, incident, now=now)
+    if factor is None:
+        factor = deadline_factor(session, incident, now=now)
     wanted = {s.key: s for s in plan_steps(rule, anchors, factor=factor, met=met)} if rule else {}
     if rule is not None:
         set_deadlines(incident, rule, anchors, factor=factor)

@@ -64,6 +64,7 @@ def _setup(sessions: sessionmaker[Session], start: datetime) -> list[int]:
                     *(("pothole", p) for p in INSIDE),
                     ("pothole", AHUNTSIC),
                     ("flooding", INSIDE[0]),  # covered: it joins the flood
+                    ("flooding", INSIDE[2]),  # another, far enough not to be its duplicate
                 ]
             ],
             context=context,
@@ -104,10 +105,10 @@ def test_planning_many_incidents_leaves_what_planning_each_alone_leaves(
 ) -> None:
     start = clock.now()
     ids = _setup(sessions, start)
-    # Two potholes change while the flood is on, two after it ended, the far one and the
-    # flooding while it is on.
+    # Two potholes change while the flood is on, two after it ended, the far one and a
+    # flooding while it is on, the other flooding after it ended.
     during, after = start + timedelta(minutes=10), start + timedelta(minutes=45)
-    changed_at = dict(zip(ids, [during, after, during, after, during, during], strict=True))
+    changed_at = dict(zip(ids, [during, after, during, after, during, during, after], strict=True))
 
     with sessions() as session:
         incidents = {i.id: i for i in session.scalars(sa.select(Incident))}
@@ -129,9 +130,11 @@ def test_planning_many_incidents_leaves_what_planning_each_alone_leaves(
     opened_at = start + timedelta(minutes=1)
     assert resolve[ids[0]] - opened_at == 2 * (resolve[ids[1]] - opened_at)
     assert resolve[ids[4]] == resolve[ids[1]]
-    # The flooding planned while the flood is on has its tighter dispatch window.
+    # The flooding planned while the flood is on has its tighter dispatch window; the
+    # one planned after it ended, the usual one.
     dispatch = {row[0]: row[2] for row in alone["incidents"]}
     assert dispatch[ids[5]] - opened_at == timedelta(seconds=150)
+    assert dispatch[ids[6]] - opened_at == timedelta(seconds=300)
 
 
 def test_planning_many_incidents_looks_the_emergencies_up_once(
