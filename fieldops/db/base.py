@@ -58,7 +58,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     # On SQLite, every instant written or read goes through these (a scheduler tick moves
     # thousands): the stored text is made and read in one step each, as SQLAlchemy's
     # DATETIME stores it ("YYYY-MM-DD HH:MM:SS.ffffff", UTC), several times faster than the
-    # chain of the methods above and SQLite's own processors, which other backends keep.
+    # chain of the methods above and SQLAlchemy's SQLite DATETIME processors. Other
+    # backends keep that chain.
 
     def bind_processor(self, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
         if dialect.name != "sqlite":

@@ -40,7 +40,7 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         Index("ix_assignments_crew_active", "crew_id", "is_active"),
-        # Every active assignment, in id order (a drill's fleet reads them at every tick).
+        # Every active assignment (a drill's fleet reads them at every tick).
         Index("ix_assignments_is_active", "is_active"),
     )
 

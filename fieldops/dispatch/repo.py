@@ -61,7 +61,7 @@ _LOCK_FOR_STEPS = (
 )
 
 
-def every_active_assignment(session: Session) -> Sequence[sa.Row[int, int, AssignmentStatus]]:
+def every_active_assignment(session: Session) -> Sequence[sa.Row[int, int, str]]:
     """(id, crew id, status) of every active assignment, in id order, as plain rows."""
     return session.execute(_EVERY_ACTIVE).all()
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from geoalchemy2.shape import to_shape
 from shapely.geometry import MultiPolygon
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from fieldops.emergencies.area import BBox, contains_points
 from fieldops.emergencies.models import Emergency
@@ -70,12 +71,20 @@ def emergency_factors(
     session: Session, emergency_ids: Iterable[int]
 ) -> dict[int, tuple[datetime | None, float]]:
     """(end, deadline factor) of these emergencies, by id, read as plain rows with one
-    query: what planning needs of an incident's emergency (an unknown id is absent)."""
-    wanted = sorted(set(emergency_ids))
-    if not wanted:
-        return {}
-    rows = session.execute(_FACTORS, {"ids": wanted})
-    return {emergency_id: (ended_at, factor) for emergency_id, ended_at, factor in rows}
+    query: what planning needs of an incident's emergency (an unknown id is absent). One
+    the session holds is taken as held, changes not yet written included."""
+    found: dict[int, tuple[datetime | None, float]] = {}
+    unheld = []
+    for emergency_id in sorted(set(emergency_ids)):
+        emergency = session.identity_map.get(identity_key(Emergency, emergency_id))
+        if emergency is not None:
+            found[emergency_id] = (emergency.ended_at, emergency.deadline_factor)
+        else:
+            unheld.append(emergency_id)
+    if unheld:
+        for emergency_id, ended_at, factor in session.execute(_FACTORS, {"ids": unheld}):
+            found[emergency_id] = (ended_at, factor)
+    return found
 
 
 _FACTORS = sa.select(Emergency.id, Emergency.ended_at, Emergency.deadline_factor).where(

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from fieldops.escalation.models import EscalationStep, PolicyVersion, StepStatus
 
@@ -92,18 +93,14 @@ def step_rows_of_incidents(
     held = session.identity_map
     rows = session.connection().execute(_STEP_ROWS_OF_INCIDENTS, {"incident_ids": sorted(found)})
     for row in rows:
-        step = held.get(_step_key(row[0]))
+        step = held.get(identity_key(EscalationStep, row[0]))
         found[row[1]].append(step if step is not None else StepRow(*row))
     return found
 
 
-def _step_key(step_id: int) -> Any:
-    return (EscalationStep, (step_id,), None)
-
-
 def write_step_rows(session: Session, steps: Sequence[StepRow]) -> None:
     """Write what planning changed in these rows: one UPDATE per set of columns changed
-    (settled ones, re-timed ones), by id order."""
+    (settled ones, re-timed ones), each with its rows in id order."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for step in sorted(steps, key=lambda s: s.id):
         changed = step.changes()

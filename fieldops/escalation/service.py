@@ -214,7 +214,9 @@ def plan_incidents(
     """``plan_incident`` for many incidents, with a few queries and one flush for all of
     them (a batch dispatch round plans every incident it assigned at once). Their steps
     are read as plain rows (``repo.step_rows_of_incidents``) and the few planning changes
-    written with one UPDATE per kind of change, after the flush, as the flush wrote them.
+    written with one UPDATE per kind of change, after the flush. (No caller plans inside
+    a savepoint: one rolled back would not expire step objects loaded after those
+    UPDATEs, as it expires objects it flushed.)
     ``changed_at``: incident id -> the instant it changed, where that is not ``now`` (a
     batch of crews' steps plans each incident as of its own step). ``assigned``: incident
     id -> the assignment the caller has just made, for every incident (the newest active
@@ -257,7 +259,7 @@ def _write_new_steps(session: Session, planned: StepRows) -> None:
     database in the order planned (the ids ``give_ids`` would give): nothing reads them
     back as objects in the transaction (planning again reads them from the table). With
     anything new in the session (a caller's own, unflushed), they are made objects, given
-    their ids and flushed with it instead, as they always were."""
+    their ids and flushed with it instead."""
     if not planned:
         give_ids(session, list(session.new))
     elif not session.new:

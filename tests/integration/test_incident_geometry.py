@@ -36,12 +36,12 @@ def test_an_incident_loads_without_its_point_and_reads_it_on_demand(
     session.flush()
     session.expunge_all()
     engine = session.get_bind()
-    with statements_matching(engine, lambda s: "asewkb" in s) as points_read:  # type: ignore[arg-type]
+    with statements_matching(engine, lambda s: "asewkb" in s) as points_read:
         incident = session.get(Incident, incident_id)
         report = session.get(Report, report_id)
         assert incident is not None and report is not None
         assert points_read == []
-        with counting_statements(engine) as counted:  # type: ignore[arg-type]
+        with counting_statements(engine) as counted:
             point = to_shape(incident.geom)
         assert counted[0] == 1  # loaded when asked
         assert len(points_read) == 1

@@ -133,8 +133,9 @@ def test_a_step_the_session_holds_changed_is_planned_as_held(
     now = clock.now() + timedelta(seconds=30)
     with sessions() as session:
         incidents = [session.get(Incident, i) for i in ids]
-        dispatch_steps = session.scalars(
-            sa.select(EscalationStep)
+        # Their ids only: the others are not held as objects, so planning reads them as rows.
+        dispatch_step_ids = session.scalars(
+            sa.select(EscalationStep.id)
             .where(
                 EscalationStep.incident_id.in_(ids),
                 EscalationStep.deadline == "dispatch",
@@ -142,10 +143,13 @@ def test_a_step_the_session_holds_changed_is_planned_as_held(
             )
             .order_by(EscalationStep.id)
         ).all()
-        assert len(dispatch_steps) >= 2  # each met now that a crew is on its way
-        fired = dispatch_steps[0]
+        assert len(dispatch_step_ids) >= 2  # each met now that a crew is on its way
+        fired_id, other_ids = dispatch_step_ids[0], list(dispatch_step_ids[1:])
+        fired = session.get(EscalationStep, fired_id)
+        assert fired is not None
         fired.status, fired.reason, fired.settled_at = StepStatus.FIRED, "fired by the tick", now
-        fired_id, other_ids = fired.id, [s.id for s in dispatch_steps[1:]]
+        held = {o.id for o in session.identity_map.values() if isinstance(o, EscalationStep)}
+        assert held == {fired_id}
 
         plan_incidents(session, incidents, now=now)  # type: ignore[arg-type]
 

@@ -5,8 +5,9 @@ zone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -17,18 +18,18 @@ from sqlalchemy.types import TypeDecorator
 from fieldops.db.base import UTCDateTime
 
 SQLITE = sqlite.dialect()
-COLUMN = UTCDateTime().dialect_impl(SQLITE)
+COLUMN = cast(UTCDateTime, UTCDateTime().dialect_impl(SQLITE))
 
 
 def chain_bind(value: datetime) -> Any:
     """What the methods and SQLite's DATETIME store, one after the other."""
-    process = TypeDecorator.bind_processor(COLUMN, SQLITE)
+    process: Callable[[Any], Any] | None = TypeDecorator.bind_processor(COLUMN, SQLITE)
     assert process is not None
     return process(value)
 
 
 def chain_result(value: Any) -> Any:
-    process = TypeDecorator.result_processor(COLUMN, SQLITE, None)
+    process: Callable[[Any], Any] | None = TypeDecorator.result_processor(COLUMN, SQLITE, None)
     assert process is not None
     return process(value)
 
@@ -80,7 +81,7 @@ def test_none_and_naive_instants() -> None:
 
 
 def test_other_backends_keep_the_chain() -> None:
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    dialect = postgresql.dialect()
     column = UTCDateTime().dialect_impl(dialect)
     value = datetime(2026, 11, 29, 7, 0, tzinfo=timezone(timedelta(hours=-5)))
     process = column.bind_processor(dialect)
