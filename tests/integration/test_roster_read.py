@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from assignments import pending_assignment
 from roster_reference import roster_from_orm
 from sqlalchemy.orm import Session
 from statements import counting_statements
@@ -16,7 +17,6 @@ from fieldops.catalog.repo import list_service_types
 from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew, CrewStatus
 from fieldops.db.ids import give_ids
-from fieldops.dispatch.models import Assignment, AssignmentStatus
 from fieldops.dispatch.ranking import CrewState
 from fieldops.dispatch.roster import crew_states, skills_by_service
 from fieldops.errors import FieldOpsError
@@ -110,7 +110,7 @@ def test_a_crew_at_capacity_is_left_out_of_the_able_roster(
         context=IntakeContext.load(session),
     )
     assert not isinstance(opened, FieldOpsError)
-    job = _job(opened.incident.id, crew.id, now)
+    job = pending_assignment(opened.incident.id, crew.id, now)
     session.add(job)
     give_ids(session, [job])
     session.flush()
@@ -130,21 +130,6 @@ def test_the_roster_is_one_statement_however_many_crews(
         states = crew_states(session, now=clock.now(), stale_after=STALE)
     assert len(states) >= 8
     assert sent[0] == 1
-
-
-def _job(incident_id: int, crew_id: int, now: datetime) -> Assignment:
-    return Assignment(
-        incident_id=incident_id,
-        crew_id=crew_id,
-        status=AssignmentStatus.PENDING,
-        is_active=True,
-        version=1,
-        assigned_at=now,
-        assigned_by="test",
-        eta_s=60.0,
-        travel_model="test",
-        note="",
-    )
 
 
 def test_the_catalogue_skills_are_those_of_each_service(session: Session) -> None:

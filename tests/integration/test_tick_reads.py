@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from assignments import pending_assignment
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -22,7 +22,7 @@ from fieldops.clock import ManualClock
 from fieldops.crews.models import Crew
 from fieldops.db.ids import give_ids
 from fieldops.dispatch import repo
-from fieldops.dispatch.models import Assignment, AssignmentStatus
+from fieldops.dispatch.models import AssignmentStatus
 from fieldops.errors import FieldOpsError
 from fieldops.incidents.models import Channel, IncidentStatus
 from fieldops.intake.context import IntakeContext
@@ -119,7 +119,7 @@ def test_the_indexed_reads_return_what_they_did(session: Session, clock: ManualC
     incidents = [r.incident for r in results if not isinstance(r, FieldOpsError)]
     assert len(incidents) == 5
     crew_ids = session.scalars(sa.select(Crew.id).order_by(Crew.id).limit(4)).all()
-    jobs = [_job(i.id, c, now) for i, c in zip(incidents, crew_ids, strict=False)]
+    jobs = [pending_assignment(i.id, c, now) for i, c in zip(incidents, crew_ids, strict=False)]
     jobs[1].status, jobs[1].is_active = AssignmentStatus.DONE, False
     jobs[3].status = AssignmentStatus.EN_ROUTE
     jobs[2].status, jobs[2].is_active = AssignmentStatus.DECLINED, False
@@ -138,18 +138,3 @@ def test_the_indexed_reads_return_what_they_did(session: Session, clock: ManualC
         incidents[2].id,
         incidents[4].id,
     }
-
-
-def _job(incident_id: int, crew_id: int, now: datetime) -> Assignment:
-    return Assignment(
-        incident_id=incident_id,
-        crew_id=crew_id,
-        status=AssignmentStatus.PENDING,
-        is_active=True,
-        version=1,
-        assigned_at=now,
-        assigned_by="test",
-        eta_s=60.0,
-        travel_model="test",
-        note="",
-    )
