@@ -36,18 +36,6 @@ def steps_of(session: Session, incident_id: int) -> Sequence[EscalationStep]:
     ).all()
 
 
-def steps_of_incidents(
-    session: Session, incident_ids: Sequence[int]
-) -> dict[int, list[EscalationStep]]:
-    """``steps_of`` for many incidents with one query: incident id -> its steps, in order."""
-    found: dict[int, list[EscalationStep]] = {i: [] for i in incident_ids}
-    if not found:
-        return found
-    for step in session.scalars(_STEPS_OF_INCIDENTS, {"incident_ids": sorted(found)}):
-        found[step.incident_id].append(step)
-    return found
-
-
 @dataclass(eq=False)
 class StepRow:
     """A step as planning reads and changes it, without an ORM object: planning reads
@@ -84,8 +72,9 @@ _CHANGEABLE = tuple(f.name for f in fields(StepRow) if f.name not in ("id", "inc
 def step_rows_of_incidents(
     session: Session, incident_ids: Sequence[int]
 ) -> dict[int, list[StepRow | EscalationStep]]:
-    """``steps_of_incidents`` as plain rows, but for a step the session already holds as
-    an object: that object, whose changes not yet written count (as the query for
+    """Every step of these incidents, by incident id, in due order (``steps_of`` for many
+    incidents with one query), as plain rows, but for a step the session already holds
+    as an object: that object, whose changes not yet written count (as a query for
     objects would give it)."""
     found: dict[int, list[StepRow | EscalationStep]] = {i: [] for i in incident_ids}
     if not found:
@@ -124,11 +113,6 @@ def _update_of(columns: tuple[str, ...]) -> sa.Update:
 
 
 # Built once: every planning pass and every tick runs them.
-_STEPS_OF_INCIDENTS = (
-    sa.select(EscalationStep)
-    .where(EscalationStep.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
-    .order_by(EscalationStep.incident_id, EscalationStep.due_at, EscalationStep.id)
-)
 _STEP_ROWS_OF_INCIDENTS = (
     sa.select(*(EscalationStep.__table__.c[name] for name in ("id", "incident_id", *_CHANGEABLE)))
     .where(EscalationStep.incident_id.in_(sa.bindparam("incident_ids", expanding=True)))
