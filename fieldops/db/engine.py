@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 # Every model registered before the first query, whichever domain a caller imported.
 from fieldops.db import models as _models  # noqa: F401
+from fieldops.db.updates import ChangesSession
 
 # Execution options for a session that only reads (``session.connection(execution_options=...)``).
 READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
@@ -81,7 +82,7 @@ def _spatialite_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return sessionmaker(engine, class_=ChangesSession, expire_on_commit=False, autoflush=False)
 
 
 @contextmanager

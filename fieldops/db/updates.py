@@ -1,0 +1,168 @@
+"""A flush of changed objects as one UPDATE per table and set of changed columns.
+
+A tick of a drill, or a batch of crews' steps, changes a few dozen rows: an assignment
+accepted here, finished there, incidents moved, crews' statuses. The ORM's unit of work
+writes them one mapper at a time in primary-key order, and starts a new statement each
+time the next row's changed columns differ from the row before: rows changed in two ways
+that alternate by id become as many statements as there are alternations, and each
+object costs the unit of work's bookkeeping on top of its row.
+
+``ChangesSession.flush`` writes the changed objects itself when that is all a flush has
+to do (nothing new, nothing deleted, only column attributes changed): their rows grouped
+by table and by the set of columns that changed, one executemany per group, each row
+holding only what the ORM would have written (a value set back to what was stored is not
+written). Then the objects are what a flush leaves: clean, their attributes the stored
+values. Anything else goes to the ORM's flush, unchanged.
+
+Only on SQLite. There a writer holds the whole database from ``BEGIN IMMEDIATE`` on, so
+the order in which rows are updated cannot matter. PostgreSQL locks rows one by one, in
+the order they are updated, and keeps the unit of work's (by primary key within a table).
+
+A savepoint rolled back expires the objects written within it, as it expires the objects
+a flush wrote, so they read the database's values again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
+from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.exc import StaleDataError
+
+
+class ChangesSession(Session):
+    """A session whose flush writes changed objects grouped by columns (see the module)."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        if objects is None and not self.new and not self.deleted and self.dirty:
+            bind = self.get_bind()
+            if bind.dialect.name == "sqlite" and _write_changed(self):
+                return
+        super().flush(objects)
+
+
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """How a mapped class's changed attributes become an UPDATE of its table."""
+
+    table: sa.Table
+    key: str  # the primary key's attribute
+    columns: dict[str, sa.Column[Any]]  # attribute key -> its column (plain columns only)
+    update: sa.Update  # ... WHERE <primary key> = :pk_, the SET clause from each row's keys
+
+
+@functools.cache
+def _table(mapper: Mapper[Any]) -> _Table | None:
+    """The class's plan, or None when its changes are the ORM's to write (a class that
+    inherits, a composite key, a version counter, a column updated by default)."""
+    table = mapper.local_table
+    if not isinstance(table, sa.Table) or mapper.inherits or mapper.version_id_col is not None:
+        return None
+    if len(mapper.primary_key) != 1:
+        return None
+    (key_column,) = mapper.primary_key
+    if any(c.onupdate is not None or c.server_onupdate is not None for c in table.columns):
+        return None
+    columns = {}
+    for prop in mapper.column_attrs:
+        (column,) = prop.columns
+        if isinstance(column, sa.Column) and column.table is table:
+            columns[prop.key] = column
+    update = table.update().where(key_column == sa.bindparam("pk_"))
+    return _Table(table, mapper.get_property_by_column(key_column).key, columns, update)
+
+
+def _write_changed(session: Session) -> bool:
+    """Write the session's changed objects, if they are plain column changes (see the
+    module): False, having written nothing, when they are not."""
+    states: list[InstanceState[Any]] = [sa.inspect(obj) for obj in session.dirty]
+    groups: dict[tuple[_Table, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    for state in states:
+        plan = _table(state.mapper)
+        if plan is None or state.key is None:
+            return False
+        values = state.dict
+        row: dict[str, Any] = {}
+        for key, stored in state.committed_state.items():
+            column = plan.columns.get(key)
+            value = values.get(key, NO_VALUE)
+            if (
+                column is None
+                or value is NO_VALUE
+                or column.primary_key
+                or isinstance(value, sa.ClauseElement)  # a SQL expression: the ORM's to write
+            ):
+                return False
+            if stored is not NO_VALUE and column.type.compare_values(value, stored):
+                continue  # set back to the stored value: nothing to write
+            row[column.key] = value
+        if row:
+            columns = tuple(sorted(row))
+            row["pk_"] = values[plan.key]
+            groups[(plan, columns)].append(row)
+    connection = session.connection()
+    order = {table: n for n, table in enumerate(_tables())}
+    for (plan, _columns), rows in sorted(
+        groups.items(), key=lambda group: (order[group[0][0].table], group[0][1])
+    ):
+        rows.sort(key=lambda r: r["pk_"])
+        result = connection.execute(plan.update, rows)
+        if result.rowcount != len(rows):
+            raise StaleDataError(
+                f"UPDATE statement on table {plan.table.name!r} expected to update "
+                f"{len(rows)} row(s); {result.rowcount} were matched."
+            )
+    # What the unit of work does to the objects it wrote: clean, nothing pending.
+    InstanceState._commit_all_states([(s, s.dict) for s in states], session.identity_map)
+    transaction = session.get_nested_transaction()
+    if transaction is not None:
+        written: list[tuple[SessionTransaction, Any]] = session.info.setdefault(_WRITTEN, [])
+        written += [(transaction, s.obj()) for s in states]
+    return True
+
+
+@functools.cache
+def _tables() -> tuple[sa.Table, ...]:
+    from fieldops.db.base import Base
+
+    return tuple(Base.metadata.sorted_tables)
+
+
+# Objects written within a savepoint, with it: a rollback of the savepoint expires them
+# (a rollback of the whole transaction expires every object anyway).
+_WRITTEN = "fieldops.updates.written"
+
+
+@event.listens_for(ChangesSession, "after_soft_rollback")
+def _expire_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    written = session.info.get(_WRITTEN)
+    if not written:
+        return
+    kept = []
+    for transaction, obj in written:
+        if _within(transaction, previous_transaction):
+            if obj is not None and obj in session:
+                session.expire(obj)
+        else:
+            kept.append((transaction, obj))
+    session.info[_WRITTEN] = kept
+
+
+@event.listens_for(ChangesSession, "after_commit")
+def _forget_committed(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False

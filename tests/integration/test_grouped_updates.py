@@ -1,0 +1,233 @@
+"""``ChangesSession.flush`` on SpatiaLite: changed objects go out as one UPDATE per table
+and set of changed columns, and the tables and the objects end up exactly as the ORM's
+own flush leaves them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+from statements import statements_matching
+
+from fieldops.crews.models import Crew, CrewStatus
+from fieldops.db.engine import make_sessionmaker
+from fieldops.db.updates import ChangesSession
+from fieldops.districts.models import District
+from fieldops.incidents.models import Incident, IncidentStatus
+from fieldops.incidents.service import NewIncident, new_incident
+
+START = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(spatialite_engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(spatialite_engine)
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as session:
+        assert isinstance(session, ChangesSession)
+        yield session
+        session.rollback()  # nothing a test writes stays
+
+
+def _incidents(session: Session, count: int) -> list[Incident]:
+    """``count`` new incidents, flushed (by the ORM: they are new)."""
+    district_id = session.scalar(sa.select(District.id).order_by(District.id).limit(1))
+    assert district_id is not None
+    incidents = [
+        new_incident(
+            NewIncident(
+                service_code="flooding",
+                service_group="water",
+                priority=2,
+                district_id=district_id,
+                lon=-73.58 + n / 1000,
+                lat=45.52,
+                address="rue Saint-Denis",
+                description="Eau sur la chaussée",
+                reported_at=START,
+            ),
+            now=START,
+        )
+        for n in range(count)
+    ]
+    session.add_all(incidents)
+    session.flush()
+    return incidents
+
+
+def _updates(engine: Engine) -> Any:
+    return statements_matching(engine, lambda text: text.startswith("update"))
+
+
+def _stored(
+    session: Session, model: type[Crew | Incident], ids: list[int]
+) -> list[tuple[Any, ...]]:
+    table: sa.Table = model.__table__  # type: ignore[assignment]
+    columns = [c for c in table.columns if c.name != "geom"]
+    return [
+        tuple(row)
+        for row in session.execute(
+            sa.select(*columns).where(table.c.id.in_(ids)).order_by(table.c.id)
+        )
+    ]
+
+
+def test_changes_alternating_by_id_go_out_as_one_update_per_set_of_columns(
+    session: Session, spatialite_engine: Engine
+) -> None:
+    incidents = _incidents(session, 6)
+    later = START + timedelta(minutes=5)
+    for n, incident in enumerate(incidents):
+        if n % 2:
+            incident.priority = 1
+        else:
+            incident.status = IncidentStatus.ASSIGNED
+            incident.updated_at = later
+    # Set and set back: the ORM writes nothing for it, and neither do we.
+    incidents[1].address, incidents[1].address = "ailleurs", incidents[1].address
+    with _updates(spatialite_engine) as updates:
+        session.flush()
+    # The ORM's flush: a new statement at every change of columns, six here.
+    assert updates == [
+        "update incidents set priority=? where incidents.id = ?",
+        "update incidents set status=?, updated_at=? where incidents.id = ?",
+    ]
+    assert not session.dirty
+    session.expire_all()
+    stored = {i.id: (i.status, i.priority, i.updated_at, i.address) for i in incidents}
+    for n, incident in enumerate(incidents):
+        if n % 2:
+            assert stored[incident.id] == (IncidentStatus.OPEN, 1, START, "rue Saint-Denis")
+        else:
+            assert stored[incident.id] == (IncidentStatus.ASSIGNED, 2, later, "rue Saint-Denis")
+
+
+def test_a_savepoint_rolled_back_expires_what_was_written_within_it(session: Session) -> None:
+    (incident,) = _incidents(session, 1)
+    with session.begin_nested() as savepoint:
+        incident.priority = 1
+        session.flush()
+        assert incident.priority == 1
+        savepoint.rollback()
+    # The object reads the row again: without the expiry it would still say 1.
+    assert incident.priority == 2
+    assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id)) == 2
+
+
+def test_a_released_savepoint_keeps_its_changes(session: Session) -> None:
+    (incident,) = _incidents(session, 1)
+    with session.begin_nested():
+        incident.priority = 1
+        session.flush()
+    assert incident.priority == 1
+    assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id)) == 1
+
+
+def test_a_row_gone_from_the_table_is_stale_data(session: Session) -> None:
+    incident, other = _incidents(session, 2)
+    # Behind the session's back: it still holds the object.
+    session.execute(sa.text("DELETE FROM incidents WHERE id = :id"), {"id": incident.id})
+    incident.priority, other.priority = 1, 1
+    with pytest.raises(StaleDataError, match="expected to update 2 row"):
+        session.flush()
+
+
+def test_a_sql_expression_and_a_new_object_go_to_the_orm_flush(
+    session: Session, spatialite_engine: Engine
+) -> None:
+    first, second = _incidents(session, 2)
+    first.report_count = Incident.report_count + 2
+    with _updates(spatialite_engine) as updates:
+        session.flush()
+    assert updates == [
+        "update incidents set report_count=(incidents.report_count + ?) where incidents.id = ?"
+    ]
+    session.refresh(first)
+    assert first.report_count == 3
+    # Changed objects flushed with a new one: the ORM writes them all.
+    second.priority = 4
+    (third,) = _incidents(session, 1)
+    assert second.priority == 4 and not session.dirty
+    assert session.scalar(sa.select(Incident.priority).where(Incident.id == second.id)) == 4
+    assert third.id is not None
+
+
+# --- the same tables as the ORM's flush, for any changes --------------------------------
+
+_CREW_CHANGES = {
+    "status": st.sampled_from(list(CrewStatus)),
+    "capacity": st.integers(1, 5),
+    "skills": st.lists(st.sampled_from(["roads", "water", "trees", "signals"]), max_size=3),
+    "last_lon": st.none() | st.floats(-74.0, -73.4),
+    "last_lat": st.none() | st.floats(45.4, 45.7),
+    "last_fix_at": st.none() | st.integers(0, 7200).map(lambda s: START + timedelta(seconds=s)),
+}
+_INCIDENT_CHANGES = {
+    "status": st.sampled_from(list(IncidentStatus)),
+    "priority": st.integers(1, 4),
+    "address": st.sampled_from(["rue Saint-Denis", "boulevard Pie-IX", ""]),
+    "updated_at": st.integers(0, 7200).map(lambda s: START + timedelta(seconds=s)),
+}
+
+
+def _changes(kinds: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional=kinds)
+
+
+# (which object, its changes); an object changed twice takes the later change on top.
+_CHANGES = st.lists(
+    st.one_of(
+        st.tuples(st.just("crew"), st.integers(0, 5), _changes(_CREW_CHANGES)),
+        st.tuples(st.just("incident"), st.integers(0, 5), _changes(_INCIDENT_CHANGES)),
+    ),
+    max_size=14,
+)
+
+
+def _after_flush(
+    make: Callable[[], Session], changes: list[tuple[str, int, dict[str, Any]]]
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """The stored rows and the objects' values after ``changes`` and a flush; nothing kept."""
+    with make() as session:
+        crews = list(session.scalars(sa.select(Crew).order_by(Crew.id).limit(6)))
+        incidents = _incidents(session, 6)
+        for kind, n, values in changes:
+            target = crews[n] if kind == "crew" else incidents[n]
+            for key, value in values.items():
+                setattr(target, key, value)
+        session.flush()
+        assert not session.dirty
+        objects = [
+            tuple(getattr(o, c.key) for c in o.__table__.columns if c.key not in ("id", "geom"))
+            for o in [*crews, *incidents]
+        ]
+        rows = (
+            _stored(session, Crew, [c.id for c in crews]),
+            _stored(session, Incident, [i.id for i in incidents]),
+        )
+        session.rollback()
+    # Incident ids differ between the two runs (each draws its own): compare without them.
+    return objects, rows[0], [row[1:] for row in rows[1]]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(changes=_CHANGES)
+def test_tables_and_objects_end_as_after_the_orms_flush(
+    spatialite_engine: Engine, changes: list[tuple[str, int, dict[str, Any]]]
+) -> None:
+    ours = _after_flush(make_sessionmaker(spatialite_engine), changes)
+    orms = _after_flush(sessionmaker(spatialite_engine, class_=Session, autoflush=False), changes)
+    assert ours == orms
