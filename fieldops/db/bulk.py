@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +107,24 @@ def insert_pending(
             make_transient_to_detached(obj)
             session.add(obj)
             written.append((transaction, obj))
+
+
+def insertable(objects: Iterable[Any]) -> bool:
+    """Whether ``insert_pending`` can keep these new objects: each carries its primary key
+    and no object in a relationship (a flush would fill its key in), and every column of
+    its table is one it can fill."""
+    for obj in objects:
+        cls: type[Base] = type(obj)
+        try:
+            plan = _plan(cls, numbered=True)
+        except (TypeError, ValueError):  # a default only the database knows, a composite key
+            return False
+        values = obj.__dict__
+        if values.get(plan.key) is None:
+            return False
+        if any(values.get(name) is not None for name in plan.relationships):
+            return False
+    return True
 
 
 # What insert_pending kept in a session, with the transaction that wrote it: a flush's

@@ -7,12 +7,14 @@ time the next row's changed columns differ from the row before: rows changed in 
 that alternate by id become as many statements as there are alternations, and each
 object costs the unit of work's bookkeeping on top of its row.
 
-``ChangesSession.flush`` writes the changed objects itself when that is all a flush has
-to do (nothing new, nothing deleted, only column attributes changed): their rows grouped
-by table and by the set of columns that changed, one executemany per group, each row
-holding only what the ORM would have written (a value set back to what was stored is not
-written). Then the objects are what a flush leaves: clean, their attributes the stored
-values. Anything else goes to the ORM's flush, unchanged.
+``ChangesSession.flush`` writes the changed objects itself when they are plain column
+changes (nothing deleted; no SQL expression, no relationship, no primary key changed):
+their rows grouped by table and by the set of columns that changed, one executemany per
+group, each row holding only what the ORM would have written (a value set back to what
+was stored is not written). Then the objects are what a flush leaves: clean, their
+attributes the stored values. New objects, when ``insert_pending`` can keep them (their
+ids given, see ``fieldops.db.ids``), go in after the UPDATEs, one INSERT per table.
+Anything else goes to the ORM's flush, unchanged.
 
 Only on SQLite. There a writer holds the whole database from ``BEGIN IMMEDIATE`` on, so
 the order in which rows are updated cannot matter. PostgreSQL locks rows one by one, in
@@ -36,16 +38,37 @@ from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
+from fieldops.db.bulk import insert_pending, insertable
+
 
 class ChangesSession(Session):
     """A session whose flush writes changed objects grouped by columns (see the module)."""
 
     def flush(self, objects: Sequence[Any] | None = None) -> None:
-        if objects is None and not self.new and not self.deleted and self.dirty:
+        if objects is None and not self.deleted and (self.dirty or self.new):
             bind = self.get_bind()
-            if bind.dialect.name == "sqlite" and _write_changed(self):
+            if bind.dialect.name == "sqlite" and _flush_by_groups(self):
                 return
         super().flush(objects)
+
+
+def _flush_by_groups(session: Session) -> bool:
+    """The changed objects' rows grouped (``_changed_rows``), then the new objects'
+    (``insert_pending``), or False, having written nothing, when either is not plain."""
+    new = list(session.new)
+    if new and not insertable(new):
+        return False
+    # An UPDATE goes before the INSERTs: it may free a unique value a new row takes (as
+    # the ORM updates a table before inserting into it), and a changed foreign key, which
+    # might name a new row, is left to the ORM.
+    changed = _changed_rows(session, foreign_keys=not new)
+    if changed is None:
+        return False
+    states, groups = changed
+    _write(session, states, groups)
+    if new:
+        insert_pending(session)
+    return True
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,15 +102,20 @@ def _table(mapper: Mapper[Any]) -> _Table | None:
     return _Table(table, mapper.get_property_by_column(key_column).key, columns, update)
 
 
-def _write_changed(session: Session) -> bool:
-    """Write the session's changed objects, if they are plain column changes (see the
-    module): False, having written nothing, when they are not."""
+_Groups = dict[tuple[_Table, tuple[str, ...]], list[dict[str, Any]]]
+
+
+def _changed_rows(
+    session: Session, *, foreign_keys: bool
+) -> tuple[list[InstanceState[Any]], _Groups] | None:
+    """The changed objects and their rows grouped by table and changed columns, or None
+    when a change is not a plain column's (``foreign_keys``: a foreign key's is)."""
     states: list[InstanceState[Any]] = [sa.inspect(obj) for obj in session.dirty]
-    groups: dict[tuple[_Table, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    groups: _Groups = defaultdict(list)
     for state in states:
         plan = _table(state.mapper)
         if plan is None or state.key is None:
-            return False
+            return None
         values = state.dict
         row: dict[str, Any] = {}
         for key, stored in state.committed_state.items():
@@ -97,9 +125,10 @@ def _write_changed(session: Session) -> bool:
                 column is None
                 or value is NO_VALUE
                 or column.primary_key
+                or (column.foreign_keys and not foreign_keys)
                 or isinstance(value, sa.ClauseElement)  # a SQL expression: the ORM's to write
             ):
-                return False
+                return None
             if stored is not NO_VALUE and column.type.compare_values(value, stored):
                 continue  # set back to the stored value: nothing to write
             row[column.key] = value
@@ -107,6 +136,11 @@ def _write_changed(session: Session) -> bool:
             columns = tuple(sorted(row))
             row["pk_"] = values[plan.key]
             groups[(plan, columns)].append(row)
+    return states, groups
+
+
+def _write(session: Session, states: list[InstanceState[Any]], groups: _Groups) -> None:
+    """One executemany per group, then the objects made what a flush leaves them."""
     connection = session.connection()
     order = {table: n for n, table in enumerate(_tables())}
     for (plan, _columns), rows in sorted(
@@ -125,7 +159,6 @@ def _write_changed(session: Session) -> bool:
     if transaction is not None:
         written: list[tuple[SessionTransaction, Any]] = session.info.setdefault(_WRITTEN, [])
         written += [(transaction, s.obj()) for s in states]
-    return True
 
 
 @functools.cache

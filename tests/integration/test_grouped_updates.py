@@ -1,6 +1,6 @@
 """``ChangesSession.flush`` on SpatiaLite: changed objects go out as one UPDATE per table
-and set of changed columns, and the tables and the objects end up exactly as the ORM's
-own flush leaves them."""
+and set of changed columns, new ones (their ids given) as one INSERT per table after
+them, and the tables and the objects end up exactly as the ORM's own flush leaves them."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from statements import statements_matching
 
-from fieldops.crews.models import Crew, CrewStatus
+from fieldops.crews.models import Crew, CrewPosition, CrewStatus
 from fieldops.db.engine import make_sessionmaker
+from fieldops.db.ids import give_ids
 from fieldops.db.updates import ChangesSession
 from fieldops.districts.models import District
 from fieldops.incidents.models import Incident, IncidentStatus
@@ -155,12 +156,66 @@ def test_a_sql_expression_and_a_new_object_go_to_the_orm_flush(
     ]
     session.refresh(first)
     assert first.report_count == 3
-    # Changed objects flushed with a new one: the ORM writes them all.
+    # A new object without its id: the ORM writes it, and the changed objects with it.
     second.priority = 4
     (third,) = _incidents(session, 1)
     assert second.priority == 4 and not session.dirty
     assert session.scalar(sa.select(Incident.priority).where(Incident.id == second.id)) == 4
     assert third.id is not None
+
+
+def _copy(crew: Crew, name: str) -> Crew:
+    return Crew(
+        **{
+            c.key: getattr(crew, c.key)
+            for c in Crew.__table__.columns
+            if c.key not in ("id", "name")
+        },
+        name=name,
+    )
+
+
+def test_new_rows_go_in_after_the_updates_which_may_free_a_unique_value(
+    session: Session, spatialite_engine: Engine
+) -> None:
+    crew = session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
+    name = crew.name
+    crew.name = f"{name} (ancienne équipe)"
+    successor = _copy(crew, name)  # takes the name the UPDATE frees
+    session.add(successor)
+    give_ids(session, [successor])
+    with statements_matching(
+        spatialite_engine, lambda t: t.startswith(("update", "insert"))
+    ) as sent:
+        session.flush()
+    assert [t.split(" (")[0].split(" set")[0] for t in sent] == [
+        "update crews",
+        "insert into crews",
+    ]
+    assert successor in session and not session.new and not session.dirty
+    names = dict(
+        session.execute(
+            sa.select(Crew.id, Crew.name).where(Crew.id.in_([crew.id, successor.id]))
+        ).all()
+    )
+    assert names == {crew.id: f"{name} (ancienne équipe)", successor.id: name}
+
+
+def test_a_foreign_key_changed_to_a_new_row_is_the_orms_to_write(session: Session) -> None:
+    crew = session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
+    position = CrewPosition(crew_id=crew.id, lon=-73.6, lat=45.5, fix_at=START, received_at=START)
+    session.add(position)
+    session.flush()
+    successor = _copy(crew, f"{crew.name} bis")
+    session.add(successor)
+    give_ids(session, [successor])
+    # The position now names a crew not yet in the table: it must go in first.
+    position.crew_id = successor.id
+    session.flush()
+    assert (
+        session.scalar(sa.select(CrewPosition.crew_id).where(CrewPosition.id == position.id))
+        == successor.id
+    )
 
 
 # --- the same tables as the ORM's flush, for any changes --------------------------------
@@ -195,10 +250,17 @@ _CHANGES = st.lists(
 )
 
 
+# New positions of some of the crews: (which crew, longitude).
+_FIXES = st.lists(st.tuples(st.integers(0, 5), st.floats(-74.0, -73.4)), max_size=4)
+
+
 def _after_flush(
-    make: Callable[[], Session], changes: list[tuple[str, int, dict[str, Any]]]
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """The stored rows and the objects' values after ``changes`` and a flush; nothing kept."""
+    make: Callable[[], Session],
+    changes: list[tuple[str, int, dict[str, Any]]],
+    fixes: list[tuple[int, float]],
+) -> tuple[list[Any], ...]:
+    """The stored rows and the objects' values after ``changes``, new ``fixes`` (their ids
+    given) and a flush; nothing kept."""
     with make() as session:
         crews = list(session.scalars(sa.select(Crew).order_by(Crew.id).limit(6)))
         incidents = _incidents(session, 6)
@@ -206,28 +268,45 @@ def _after_flush(
             target = crews[n] if kind == "crew" else incidents[n]
             for key, value in values.items():
                 setattr(target, key, value)
+        positions = [
+            CrewPosition(
+                crew_id=crews[n].id,
+                lon=lon,
+                lat=45.5,
+                fix_at=START + timedelta(seconds=k),
+                received_at=START,
+            )
+            for k, (n, lon) in enumerate(fixes)
+        ]
+        session.add_all(positions)
+        give_ids(session, positions)
         session.flush()
-        assert not session.dirty
+        assert not session.dirty and not session.new
         objects = [
             tuple(getattr(o, c.key) for c in o.__table__.columns if c.key not in ("id", "geom"))
-            for o in [*crews, *incidents]
+            for o in [*crews, *incidents, *positions]
         ]
         rows = (
             _stored(session, Crew, [c.id for c in crews]),
             _stored(session, Incident, [i.id for i in incidents]),
+            _stored(session, CrewPosition, [p.id for p in positions]),
         )
         session.rollback()
     # Incident ids differ between the two runs (each draws its own): compare without them.
-    return objects, rows[0], [row[1:] for row in rows[1]]
+    return objects, rows[0], [row[1:] for row in rows[1]], rows[2]
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(changes=_CHANGES)
+@given(changes=_CHANGES, fixes=_FIXES)
 def test_tables_and_objects_end_as_after_the_orms_flush(
-    spatialite_engine: Engine, changes: list[tuple[str, int, dict[str, Any]]]
+    spatialite_engine: Engine,
+    changes: list[tuple[str, int, dict[str, Any]]],
+    fixes: list[tuple[int, float]],
 ) -> None:
-    ours = _after_flush(make_sessionmaker(spatialite_engine), changes)
-    orms = _after_flush(sessionmaker(spatialite_engine, class_=Session, autoflush=False), changes)
+    ours = _after_flush(make_sessionmaker(spatialite_engine), changes, fixes)
+    orms = _after_flush(
+        sessionmaker(spatialite_engine, class_=Session, autoflush=False), changes, fixes
+    )
     assert ours == orms
