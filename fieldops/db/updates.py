@@ -76,7 +76,6 @@ class _Table:
     """How a mapped class's changed attributes become an UPDATE of its table."""
 
     table: sa.Table
-    key: str  # the primary key's attribute
     columns: dict[str, sa.Column[Any]]  # attribute key -> its column (plain columns only)
     update: sa.Update  # ... WHERE <primary key> = :pk_, the SET clause from each row's keys
 
@@ -99,7 +98,7 @@ def _table(mapper: Mapper[Any]) -> _Table | None:
         if isinstance(column, sa.Column) and column.table is table:
             columns[prop.key] = column
     update = table.update().where(key_column == sa.bindparam("pk_"))
-    return _Table(table, mapper.get_property_by_column(key_column).key, columns, update)
+    return _Table(table, columns, update)
 
 
 _Groups = dict[tuple[_Table, tuple[str, ...]], list[dict[str, Any]]]
@@ -134,7 +133,7 @@ def _changed_rows(
             row[column.key] = value
         if row:
             columns = tuple(sorted(row))
-            row["pk_"] = values[plan.key]
+            row["pk_"] = state.key[1][0]  # the identity: an expired object has no id loaded
             groups[(plan, columns)].append(row)
     return states, groups
 

@@ -126,6 +126,15 @@ def test_a_savepoint_rolled_back_expires_what_was_written_within_it(session: Ses
     assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id)) == 2
 
 
+def test_an_expired_object_is_written_by_its_identity(session: Session) -> None:
+    (incident,) = _incidents(session, 1)
+    incident_id = incident.id
+    session.expire(incident)
+    incident.priority = 1  # set without loading: the object holds no id now
+    session.flush()
+    assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident_id)) == 1
+
+
 def test_a_released_savepoint_keeps_its_changes(session: Session) -> None:
     (incident,) = _incidents(session, 1)
     with session.begin_nested():
