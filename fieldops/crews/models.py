@@ -20,6 +20,8 @@ class CrewStatus(StrEnum):
 
 
 class Crew(Base):
+    # On SpatiaLite the table also holds ``roster_stamp``, which only the database writes
+    # (migration 0008) and only the roster read reads (``fieldops.dispatch.roster``).
     __tablename__ = "crews"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -6,6 +6,10 @@ holds is shared by many crews (a group's skill set, a shift's start and end), so
 is read with those columns undecoded and each distinct value is decoded once per process;
 whether a crew's position is stale is decided by the statement itself. Between two reads
 most crews' rows do not change: such a crew keeps the state made for it before.
+
+On SpatiaLite the roster is kept between reads: a read lists each crew's stamp, which the
+database draws anew at every change of the crew or of its assignments, and reads again
+only the crews whose stamp changed (``_KeptRoster``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,12 +83,14 @@ def crew_states(
     the few it assigns. (The flush makes the rows show what crews in the session were
     changed to, as the objects would.)"""
     session.flush()
-    rows = (
-        session.connection()
-        .execute(_roster(able_only), {"able_at": now, "stale_before": now - stale_after})
-        .all()
-    )
-    instant = _instant_decoder(session.get_bind().dialect)
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        kept: _KeptRoster = connection.info.setdefault(_KEPT, _KeptRoster())
+        return kept.states(connection, now=now, stale_before=now - stale_after, able_only=able_only)
+    rows = connection.execute(
+        _roster(able_only), {"able_at": now, "stale_before": now - stale_after}
+    ).all()
+    instant = _instant_decoder(connection.dialect)
     if len(_states) >= _MEMO_LIMIT:
         _states.clear()
     states = []
@@ -104,28 +111,116 @@ def _roster(able_only: bool) -> sa.Select[Any]:
     """The roster's statement, built once (building it cost as much as running it):
     bound parameters ``able_at`` and ``stale_before`` (a fix older is stale)."""
     jobs = repo.active_jobs_of_crew()  # read with each crew, in the same statement
-    raw = sa.types.NullType()
     stale_before = sa.bindparam("stale_before", type_=Crew.__table__.c.last_fix_at.type)
     stale = sa.or_(Crew.last_fix_at.is_(None), Crew.last_fix_at < stale_before)
     return crew_select(
-        able=able_only,
-        jobs=jobs if able_only else None,
-        columns=(
-            Crew.id,
-            Crew.name,
-            sa.cast(Crew.skills, sa.Text),
-            Crew.capacity,
-            Crew.home_district_id,
-            Crew.status,
-            sa.type_coerce(Crew.shift_starts_at, raw),
-            sa.type_coerce(Crew.shift_ends_at, raw),
-            Crew.last_lon,
-            Crew.last_lat,
-            Crew.depot_lon,
-            Crew.depot_lat,
-            stale.label("position_stale"),
-            jobs.label("active_jobs"),
-        ),
+        able=able_only, jobs=jobs if able_only else None, columns=_columns(stale, jobs)
+    )
+
+
+def _columns(stale: sa.ColumnElement[bool], jobs: sa.ScalarSelect[int]) -> list[Any]:
+    """A roster row's columns, as ``_state`` takes them."""
+    raw = sa.types.NullType()
+    return [
+        Crew.id,
+        Crew.name,
+        sa.cast(Crew.skills, sa.Text),
+        Crew.capacity,
+        Crew.home_district_id,
+        Crew.status,
+        sa.type_coerce(Crew.shift_starts_at, raw),
+        sa.type_coerce(Crew.shift_ends_at, raw),
+        Crew.last_lon,
+        Crew.last_lat,
+        Crew.depot_lon,
+        Crew.depot_lat,
+        stale.label("position_stale"),
+        jobs.label("active_jobs"),
+    ]
+
+
+# --- SpatiaLite: the roster kept between reads, by stamp -----------------------------------
+
+# Where a database connection keeps its roster (``Connection.info``: it lives as long as
+# the connection, and a connection only ever sees its own database).
+_KEPT = "fieldops.roster.kept"
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A crew as its row with stamp ``stamp`` gives it: its state with a fresh position
+    and with a stale one (which applies depends on the read's instant)."""
+
+    stamp: int
+    last_fix_at: datetime | None
+    fresh: CrewState
+    stale: CrewState
+
+
+class _KeptRoster:
+    """Every crew's state as last read through one connection, by crew id. A read lists
+    every crew's stamp (``roster_stamp``, drawn anew by the database at every change of
+    the crew or of its assignments, migration 0008) and reads again only the crews whose
+    stamp changed, or that it has never seen: in a tick most crews have not changed."""
+
+    def __init__(self) -> None:
+        self.crews: dict[int, _Kept] = {}
+
+    def states(
+        self, connection: sa.Connection, *, now: datetime, stale_before: datetime, able_only: bool
+    ) -> list[CrewState]:
+        stamps = connection.execute(_STAMPS).all()
+        crews = self.crews
+        changed = []
+        for crew_id, stamp in stamps:
+            kept = crews.get(crew_id)
+            if kept is None or kept.stamp != stamp:
+                changed.append(crew_id)
+        if changed:
+            self._read(connection, changed)
+        if len(crews) > len(stamps):  # crews deleted since
+            listed = {crew_id for crew_id, _ in stamps}
+            for crew_id in crews.keys() - listed:
+                del crews[crew_id]
+        states = []
+        for crew_id, _stamp in stamps:
+            kept = crews[crew_id]
+            last_fix_at = kept.last_fix_at
+            state = kept.stale if last_fix_at is None or last_fix_at < stale_before else kept.fresh
+            if able_only and not (
+                state.on_duty
+                and state.shift_starts_at <= now < state.shift_ends_at
+                and state.active_jobs < state.capacity
+            ):
+                continue
+            states.append(state)
+        return states
+
+    def _read(self, connection: sa.Connection, crew_ids: list[int]) -> None:
+        instant = _instant_decoder(connection.dialect)
+        for start in range(0, len(crew_ids), _CHUNK):
+            rows = connection.execute(_stamped(), {"ids": crew_ids[start : start + _CHUNK]})
+            for stamp, last_fix_at, *columns in rows:
+                fresh = _state(tuple(columns), instant)
+                self.crews[fresh.crew_id] = _Kept(
+                    stamp, last_fix_at, fresh, replace(fresh, position_stale=True)
+                )
+
+
+_CHUNK = 500  # crews read by one statement (SQLite caps a statement's parameters)
+_STAMPS = sa.text("SELECT id, roster_stamp FROM crews ORDER BY id")
+
+
+@functools.cache
+def _stamped() -> sa.Select[Any]:
+    """The changed crews' rows: their stamp and fix instant, then the roster's columns but
+    staleness (which the read decides for its own instant)."""
+    # A constant in staleness's place: the kept states are made for both answers.
+    columns = _columns(sa.false(), repo.active_jobs_of_crew())
+    return (
+        sa.select(sa.literal_column("crews.roster_stamp"), Crew.last_fix_at, *columns)
+        .where(Crew.id.in_(sa.bindparam("ids", expanding=True)))
+        .order_by(Crew.id)
     )
 
 

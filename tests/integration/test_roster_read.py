@@ -121,7 +121,7 @@ def test_a_crew_at_capacity_is_left_out_of_the_able_roster(
     assert full[crew.id].active_jobs == 1
 
 
-def test_the_roster_is_one_statement_however_many_crews(
+def test_the_roster_is_a_statement_or_two_however_many_crews(
     session: Session, clock: ManualClock
 ) -> None:
     session.connection()  # the transaction is begun
@@ -129,7 +129,10 @@ def test_the_roster_is_one_statement_however_many_crews(
     with counting_statements(engine) as sent:  # type: ignore[arg-type]
         states = crew_states(session, now=clock.now(), stale_after=STALE)
     assert len(states) >= 8
-    assert sent[0] == 1
+    if engine.dialect.name == "postgresql":
+        assert sent[0] == 1
+    else:  # the stamps, then the crews not kept yet (tests/integration/test_kept_roster.py)
+        assert sent[0] <= 2
 
 
 def test_the_catalogue_skills_are_those_of_each_service(session: Session) -> None:
