@@ -150,7 +150,10 @@ def _forget_rolled_back(session: Session, previous_transaction: SessionTransacti
 
 @event.listens_for(Session, "after_commit")
 def _forget_committed(session: Session) -> None:
-    session.info.pop(_WRITTEN, None)
+    # Also heard when a savepoint is released: what it wrote is then the enclosing
+    # transaction's, and a rollback of that one must still let it go.
+    if not session.in_nested_transaction():
+        session.info.pop(_WRITTEN, None)
 
 
 def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:

@@ -8,17 +8,22 @@ that alternate by id become as many statements as there are alternations, and ea
 object costs the unit of work's bookkeeping on top of its row.
 
 ``ChangesSession.flush`` writes the changed objects itself when they are plain column
-changes (nothing deleted; no SQL expression, no relationship, no primary key changed):
-their rows grouped by table and by the set of columns that changed, one executemany per
-group, each row holding only what the ORM would have written (a value set back to what
-was stored is not written). Then the objects are what a flush leaves: clean, their
-attributes the stored values. New objects, when ``insert_pending`` can keep them (their
-ids given, see ``fieldops.db.ids``), go in after the UPDATEs, one INSERT per table.
-Anything else goes to the ORM's flush, unchanged.
+changes (nothing deleted; no SQL expression, no relationship, no column under a unique
+constraint or index, no hook listening to the flush): their rows grouped by table and by
+the set of columns that changed, one executemany per group, each row holding only what
+the ORM would have written (a value set back to what was stored is not written). Then the
+objects are what a flush leaves: clean, their attributes the stored values (an expired
+object's other attributes load when next read, not during the flush). New objects, when
+``insert_pending`` can keep them (their ids given, see ``fieldops.db.ids``), go in after
+the UPDATEs, one INSERT per table; a foreign key changed with them, which might name one,
+is left to the ORM. Anything else goes to the ORM's flush, unchanged. The writes run in
+the ORM's own flush transaction: an error rolls back as a failed flush does.
 
 Only on SQLite. There a writer holds the whole database from ``BEGIN IMMEDIATE`` on, so
-the order in which rows are updated cannot matter. PostgreSQL locks rows one by one, in
-the order they are updated, and keeps the unit of work's (by primary key within a table).
+no other transaction sees the order in which rows are updated; within the transaction
+only unique constraints could (rows written out of id order colliding on a value one of
+them frees), and those changes are the ORM's. PostgreSQL locks rows one by one, in the
+order they are updated, and keeps the unit of work's (by primary key within a table).
 
 A savepoint rolled back expires the objects written within it, as it expires the objects
 a flush wrote, so they read the database's values again.
@@ -47,27 +52,49 @@ class ChangesSession(Session):
     def flush(self, objects: Sequence[Any] | None = None) -> None:
         if objects is None and not self.deleted and (self.dirty or self.new):
             bind = self.get_bind()
-            if bind.dialect.name == "sqlite" and _flush_by_groups(self):
-                return
+            if bind.dialect.name == "sqlite" and not _flush_hooks(self):
+                written = _flush_by_groups(self)
+                if written:
+                    return
         super().flush(objects)
+
+
+def _flush_hooks(session: Session) -> bool:
+    """Whether anything listens to the flush, which only the ORM's flush tells."""
+    hooks = session.dispatch
+    return bool(hooks.before_flush or hooks.after_flush or hooks.after_flush_postexec)
 
 
 def _flush_by_groups(session: Session) -> bool:
     """The changed objects' rows grouped (``_changed_rows``), then the new objects'
-    (``insert_pending``), or False, having written nothing, when either is not plain."""
+    (``insert_pending``), in one sub-transaction as the ORM's flush: an error rolls the
+    transaction back (the savepoint, in one) and the session wants ``rollback()``, as
+    after a failed flush. False, having written nothing, when a change is not plain."""
     new = list(session.new)
-    if new and not insertable(new):
+    if new and (not insertable(new) or any(_insert_hooks(sa.inspect(o).mapper) for o in new)):
         return False
-    # An UPDATE goes before the INSERTs: it may free a unique value a new row takes (as
-    # the ORM updates a table before inserting into it), and a changed foreign key, which
-    # might name a new row, is left to the ORM.
+    # The UPDATEs go first, as the ORM updates a table before inserting into it; a changed
+    # foreign key, which might name a new row, is left to the ORM.
     changed = _changed_rows(session, foreign_keys=not new)
     if changed is None:
         return False
     states, groups = changed
-    _write(session, states, groups)
-    if new:
-        insert_pending(session)
+    # The ORM's own flush transaction (what ``Session._flush`` begins).
+    transaction = session._autobegin_t()._begin()
+    try:
+        _write(session, groups)
+        if new:
+            insert_pending(session)
+        # What the unit of work does to the objects it wrote: clean, nothing pending.
+        InstanceState._commit_all_states([(s, s.dict) for s in states], session.identity_map)
+        transaction.commit()
+    except BaseException:
+        transaction.rollback(_capture_exception=True)
+        raise
+    nested = session.get_nested_transaction()
+    if nested is not None:
+        written: list[tuple[SessionTransaction, Any]] = session.info.setdefault(_WRITTEN, [])
+        written += [(nested, s.obj()) for s in states]
     return True
 
 
@@ -77,6 +104,7 @@ class _Table:
 
     table: sa.Table
     columns: dict[str, sa.Column[Any]]  # attribute key -> its column (plain columns only)
+    unique: frozenset[str]  # columns under a unique constraint or index, the key's among them
     update: sa.Update  # ... WHERE <primary key> = :pk_, the SET clause from each row's keys
 
 
@@ -97,8 +125,15 @@ def _table(mapper: Mapper[Any]) -> _Table | None:
         (column,) = prop.columns
         if isinstance(column, sa.Column) and column.table is table:
             columns[prop.key] = column
+    unique = {c.key for c in table.primary_key.columns}
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            unique |= {c.key for c in constraint.columns}
+    for index in table.indexes:
+        if index.unique:
+            unique |= {c.key for c in index.columns if isinstance(c, sa.Column)}
     update = table.update().where(key_column == sa.bindparam("pk_"))
-    return _Table(table, columns, update)
+    return _Table(table, columns, frozenset(unique), update)
 
 
 _Groups = dict[tuple[_Table, tuple[str, ...]], list[dict[str, Any]]]
@@ -113,7 +148,7 @@ def _changed_rows(
     groups: _Groups = defaultdict(list)
     for state in states:
         plan = _table(state.mapper)
-        if plan is None or state.key is None:
+        if plan is None or state.key is None or _update_hooks(state.mapper):
             return None
         values = state.dict
         row: dict[str, Any] = {}
@@ -123,9 +158,11 @@ def _changed_rows(
             if (
                 column is None
                 or value is NO_VALUE
-                or column.primary_key
+                or column.key in plan.unique  # rows written out of id order could collide
                 or (column.foreign_keys and not foreign_keys)
-                or isinstance(value, sa.ClauseElement)  # a SQL expression: the ORM's to write
+                # A SQL expression (or what stands for one): the ORM's to write.
+                or isinstance(value, sa.ClauseElement)
+                or hasattr(value, "__clause_element__")
             ):
                 return None
             if stored is not NO_VALUE and column.type.compare_values(value, stored):
@@ -138,8 +175,19 @@ def _changed_rows(
     return states, groups
 
 
-def _write(session: Session, states: list[InstanceState[Any]], groups: _Groups) -> None:
-    """One executemany per group, then the objects made what a flush leaves them."""
+def _update_hooks(mapper: Mapper[Any]) -> bool:
+    """Whether anything listens to the class's updates, which only the ORM's flush tells."""
+    hooks = mapper.dispatch
+    return bool(hooks.before_update or hooks.after_update)
+
+
+def _insert_hooks(mapper: Mapper[Any]) -> bool:
+    hooks = mapper.dispatch
+    return bool(hooks.before_insert or hooks.after_insert)
+
+
+def _write(session: Session, groups: _Groups) -> None:
+    """One executemany per group: tables in dependency order, rows in id order."""
     connection = session.connection()
     order = {table: n for n, table in enumerate(_tables())}
     for (plan, _columns), rows in sorted(
@@ -152,12 +200,6 @@ def _write(session: Session, states: list[InstanceState[Any]], groups: _Groups) 
                 f"UPDATE statement on table {plan.table.name!r} expected to update "
                 f"{len(rows)} row(s); {result.rowcount} were matched."
             )
-    # What the unit of work does to the objects it wrote: clean, nothing pending.
-    InstanceState._commit_all_states([(s, s.dict) for s in states], session.identity_map)
-    transaction = session.get_nested_transaction()
-    if transaction is not None:
-        written: list[tuple[SessionTransaction, Any]] = session.info.setdefault(_WRITTEN, [])
-        written += [(transaction, s.obj()) for s in states]
 
 
 @functools.cache
@@ -189,7 +231,10 @@ def _expire_rolled_back(session: Session, previous_transaction: SessionTransacti
 
 @event.listens_for(ChangesSession, "after_commit")
 def _forget_committed(session: Session) -> None:
-    session.info.pop(_WRITTEN, None)
+    # Also heard when a savepoint is released: what it wrote is then the enclosing
+    # transaction's, and a rollback of that one must still expire it.
+    if not session.in_nested_transaction():
+        session.info.pop(_WRITTEN, None)
 
 
 def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:

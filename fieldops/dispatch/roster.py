@@ -4,8 +4,9 @@ Dispatch reads the roster at every scheduler tick (a batch round, an emergency's
 escalation ladder's reassignments), hundreds of crews each time. Most of what a crew row
 holds is shared by many crews (a group's skill set, a shift's start and end), so the roster
 is read with those columns undecoded and each distinct value is decoded once per process;
-whether a crew's position is stale is decided by the statement itself. Between two reads
-most crews' rows do not change: such a crew keeps the state made for it before.
+whether a crew's position is stale is decided by the statement itself (on PostGIS; see
+below for SpatiaLite). Between two reads most crews' rows do not change: such a crew keeps
+the state made for it before.
 
 On SpatiaLite the roster is kept between reads: a read lists each crew's stamp, which the
 database draws anew at every change of the crew or of its assignments, and reads again

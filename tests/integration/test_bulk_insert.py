@@ -214,6 +214,21 @@ def test_a_rolled_back_savepoint_forgets_the_rows_written_in_it(
         assert session.scalars(sa.select(Incident.id)).all() == [kept.id]
 
 
+def test_a_savepoint_rolled_back_after_an_inner_one_was_released_forgets_its_rows(
+    sessions: sessionmaker[Session], clock: ManualClock
+) -> None:
+    with sessions() as session:
+        outer = session.begin_nested()
+        dropped = _added(session, clock, -73.50)
+        insert_pending(session)
+        with session.begin_nested():  # released: its commit must not forget the outer's rows
+            pass
+        outer.rollback()
+        assert dropped not in session and sa.inspect(dropped).transient
+        assert session.get(Incident, dropped.id) is None
+        session.rollback()
+
+
 def test_a_rolled_back_transaction_forgets_the_rows_written_in_it(
     sessions: sessionmaker[Session], clock: ManualClock
 ) -> None:

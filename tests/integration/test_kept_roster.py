@@ -77,6 +77,27 @@ def _incident(session: Session) -> Incident:
     return incident
 
 
+def test_the_triggers_that_draw_the_stamps_are_in_place(spatialite_engine: Engine) -> None:
+    # A later migration that rebuilds crews or assignments (a batch ALTER copies the
+    # table) drops their triggers with them, and kept rosters would go stale silently.
+    with spatialite_engine.connect() as connection:
+        triggers = {
+            (name, table)
+            for name, table in connection.execute(
+                sa.text("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+            )
+        }
+        columns = {row[1] for row in connection.execute(sa.text("PRAGMA table_info(crews)"))}
+    assert {
+        ("crews_stamp_on_insert", "crews"),
+        ("crews_stamp_on_update", "crews"),
+        ("assignments_stamp_on_insert", "assignments"),
+        ("assignments_stamp_on_update", "assignments"),
+        ("assignments_stamp_on_delete", "assignments"),
+    } <= triggers
+    assert "roster_stamp" in columns
+
+
 def test_a_read_with_nothing_changed_is_one_statement_and_a_change_reads_that_crew(
     session: Session, spatialite_engine: Engine
 ) -> None:
