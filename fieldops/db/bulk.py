@@ -40,17 +40,15 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
-from sqlalchemy import event
 from sqlalchemy.orm import (
     Mapper,
     Session,
-    SessionTransaction,
-    make_transient,
     make_transient_to_detached,
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
 from fieldops.db.base import Base
+from fieldops.db.written import let_go, remember
 
 
 def insert_pending(
@@ -100,13 +98,17 @@ def insert_pending(
         for table, table_rows in batches:
             connection.execute(table.insert(), table_rows)
     transaction = session.get_nested_transaction() or session.get_transaction()
-    written: list[tuple[Any, Any]] = session.info.setdefault(_WRITTEN, [])
+    assert transaction is not None  # the connection above began one
+    kept = []
     for obj in pending:
         session.expunge(obj)
         if keep is None or isinstance(obj, keep):
             make_transient_to_detached(obj)
             session.add(obj)
-            written.append((transaction, obj))
+            kept.append(obj)
+    # A flush's new objects leave the session when their transaction rolls back, and so
+    # do these.
+    remember(session, transaction, kept, let_go)
 
 
 def insertable(objects: Iterable[Any]) -> bool:
@@ -125,43 +127,6 @@ def insertable(objects: Iterable[Any]) -> bool:
         if any(values.get(name) is not None for name in plan.relationships):
             return False
     return True
-
-
-# What insert_pending kept in a session, with the transaction that wrote it: a flush's
-# new objects leave the session when their transaction rolls back, and so do these.
-_WRITTEN = "fieldops.bulk.written"
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    written = session.info.get(_WRITTEN)
-    if not written:
-        return
-    kept = []
-    for transaction, obj in written:
-        if _within(transaction, previous_transaction):
-            if obj in session:
-                session.expunge(obj)
-            make_transient(obj)
-        else:
-            kept.append((transaction, obj))
-    session.info[_WRITTEN] = kept
-
-
-@event.listens_for(Session, "after_commit")
-def _forget_committed(session: Session) -> None:
-    # Also heard when a savepoint is released: what it wrote is then the enclosing
-    # transaction's, and a rollback of that one must still let it go.
-    if not session.in_nested_transaction():
-        session.info.pop(_WRITTEN, None)
-
-
-def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is outer:
-            return True
-        transaction = transaction.parent
-    return False
 
 
 def _numbered_by_database(

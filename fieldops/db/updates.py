@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.orm import InstanceState, Mapper, Session, SessionTransaction
+from sqlalchemy.orm import InstanceState, Mapper, Session
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
 from fieldops.db.bulk import insert_pending, insertable
+from fieldops.db.written import expire, remember
 
 
 class ChangesSession(Session):
@@ -91,10 +91,11 @@ def _flush_by_groups(session: Session) -> bool:
     except BaseException:
         transaction.rollback(_capture_exception=True)
         raise
+    # A rollback of the whole transaction expires every object anyway; one of a savepoint
+    # expires what was written within it.
     nested = session.get_nested_transaction()
     if nested is not None:
-        written: list[tuple[SessionTransaction, Any]] = session.info.setdefault(_WRITTEN, [])
-        written += [(nested, s.obj()) for s in states]
+        remember(session, nested, [s.obj() for s in states], expire)
     return True
 
 
@@ -207,39 +208,3 @@ def _tables() -> tuple[sa.Table, ...]:
     from fieldops.db.base import Base
 
     return tuple(Base.metadata.sorted_tables)
-
-
-# Objects written within a savepoint, with it: a rollback of the savepoint expires them
-# (a rollback of the whole transaction expires every object anyway).
-_WRITTEN = "fieldops.updates.written"
-
-
-@event.listens_for(ChangesSession, "after_soft_rollback")
-def _expire_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    written = session.info.get(_WRITTEN)
-    if not written:
-        return
-    kept = []
-    for transaction, obj in written:
-        if _within(transaction, previous_transaction):
-            if obj is not None and obj in session:
-                session.expire(obj)
-        else:
-            kept.append((transaction, obj))
-    session.info[_WRITTEN] = kept
-
-
-@event.listens_for(ChangesSession, "after_commit")
-def _forget_committed(session: Session) -> None:
-    # Also heard when a savepoint is released: what it wrote is then the enclosing
-    # transaction's, and a rollback of that one must still expire it.
-    if not session.in_nested_transaction():
-        session.info.pop(_WRITTEN, None)
-
-
-def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
-    while transaction is not None:
-        if transaction is outer:
-            return True
-        transaction = transaction.parent
-    return False
