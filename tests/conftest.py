@@ -135,6 +135,20 @@ def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @pytest.fixture
+def spatialite_sessions(spatialite_engine: Engine) -> sessionmaker[Session]:
+    """Sessions on SpatiaLite alone, for what only SpatiaLite does."""
+    return make_sessionmaker(spatialite_engine)
+
+
+@pytest.fixture
+def spatialite_session(spatialite_sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A SpatiaLite session whose work is rolled back at the end: nothing a test writes stays."""
+    with spatialite_sessions() as session:
+        yield session
+        session.rollback()
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
 

@@ -9,33 +9,19 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from incidents import flooding_incident
 from sqlalchemy.orm import Session, sessionmaker
 from statements import counting_statements
 
 from fieldops.clock import ManualClock
 from fieldops.db.bulk import insert_pending
 from fieldops.db.ids import give_ids
-from fieldops.districts.models import District
 from fieldops.incidents.models import Channel, Incident, IncidentEvent, Report
-from fieldops.incidents.service import NewIncident, new_incident
 
 
 def _incident(session: Session, clock: ManualClock, lon: float) -> Incident:
-    district_id = session.scalar(sa.select(District.id).order_by(District.id).limit(1))
-    assert district_id is not None
-    return new_incident(
-        NewIncident(
-            service_code="flooding",
-            service_group="water",
-            priority=2,
-            district_id=district_id,
-            lon=lon,
-            lat=45.52,
-            address="rue Saint-Denis",
-            description="Eau sur la chaussée",
-            reported_at=clock.now() - timedelta(minutes=5),
-        ),
-        now=clock.now(),
+    return flooding_incident(
+        session, lon=lon, reported_at=clock.now() - timedelta(minutes=5), now=clock.now()
     )
 
 

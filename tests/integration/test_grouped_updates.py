@@ -4,7 +4,7 @@ them, and the tables and the objects end up exactly as the ORM's own flush leave
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from incidents import flooding_incident
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -21,45 +22,15 @@ from fieldops.crews.models import Crew, CrewPosition, CrewStatus
 from fieldops.db.engine import make_sessionmaker
 from fieldops.db.ids import give_ids
 from fieldops.db.updates import ChangesSession
-from fieldops.districts.models import District
 from fieldops.incidents.models import Incident, IncidentStatus
-from fieldops.incidents.service import NewIncident, new_incident
 
 START = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def sessions(spatialite_engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(spatialite_engine)
-
-
-@pytest.fixture
-def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    with sessions() as session:
-        assert isinstance(session, ChangesSession)
-        yield session
-        session.rollback()  # nothing a test writes stays
-
-
 def _incidents(session: Session, count: int) -> list[Incident]:
     """``count`` new incidents, flushed (by the ORM: they are new)."""
-    district_id = session.scalar(sa.select(District.id).order_by(District.id).limit(1))
-    assert district_id is not None
     incidents = [
-        new_incident(
-            NewIncident(
-                service_code="flooding",
-                service_group="water",
-                priority=2,
-                district_id=district_id,
-                lon=-73.58 + n / 1000,
-                lat=45.52,
-                address="rue Saint-Denis",
-                description="Eau sur la chaussée",
-                reported_at=START,
-            ),
-            now=START,
-        )
+        flooding_incident(session, lon=-73.58 + n / 1000, reported_at=START, now=START)
         for n in range(count)
     ]
     session.add_all(incidents)
@@ -85,9 +56,10 @@ def _stored(
 
 
 def test_changes_alternating_by_id_go_out_as_one_update_per_set_of_columns(
-    session: Session, spatialite_engine: Engine
+    spatialite_session: Session, spatialite_engine: Engine
 ) -> None:
-    incidents = _incidents(session, 6)
+    assert isinstance(spatialite_session, ChangesSession)
+    incidents = _incidents(spatialite_session, 6)
     later = START + timedelta(minutes=5)
     for n, incident in enumerate(incidents):
         if n % 2:
@@ -98,14 +70,14 @@ def test_changes_alternating_by_id_go_out_as_one_update_per_set_of_columns(
     # Set and set back: the ORM writes nothing for it, and neither do we.
     incidents[1].address, incidents[1].address = "ailleurs", incidents[1].address
     with _updates(spatialite_engine) as updates:
-        session.flush()
+        spatialite_session.flush()
     # The ORM's flush: a new statement at every change of columns, six here.
     assert updates == [
         "update incidents set priority=? where incidents.id = ?",
         "update incidents set status=?, updated_at=? where incidents.id = ?",
     ]
-    assert not session.dirty
-    session.expire_all()
+    assert not spatialite_session.dirty
+    spatialite_session.expire_all()
     stored = {i.id: (i.status, i.priority, i.updated_at, i.address) for i in incidents}
     for n, incident in enumerate(incidents):
         if n % 2:
@@ -114,75 +86,90 @@ def test_changes_alternating_by_id_go_out_as_one_update_per_set_of_columns(
             assert stored[incident.id] == (IncidentStatus.ASSIGNED, 2, later, "rue Saint-Denis")
 
 
-def test_a_savepoint_rolled_back_expires_what_was_written_within_it(session: Session) -> None:
-    (incident,) = _incidents(session, 1)
-    with session.begin_nested() as savepoint:
+def test_a_savepoint_rolled_back_expires_what_was_written_within_it(
+    spatialite_session: Session,
+) -> None:
+    (incident,) = _incidents(spatialite_session, 1)
+    with spatialite_session.begin_nested() as savepoint:
         incident.priority = 1
-        session.flush()
+        spatialite_session.flush()
         assert incident.priority == 1
         savepoint.rollback()
     # The object reads the row again: without the expiry it would still say 1.
     assert incident.priority == 2
-    assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id)) == 2
+    assert (
+        spatialite_session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id))
+        == 2
+    )
 
 
-def test_an_expired_object_is_written_by_its_identity(session: Session) -> None:
-    (incident,) = _incidents(session, 1)
+def test_an_expired_object_is_written_by_its_identity(spatialite_session: Session) -> None:
+    (incident,) = _incidents(spatialite_session, 1)
     incident_id = incident.id
-    session.expire(incident)
+    spatialite_session.expire(incident)
     incident.priority = 1  # set without loading: the object holds no id now
-    session.flush()
-    assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident_id)) == 1
+    spatialite_session.flush()
+    assert (
+        spatialite_session.scalar(sa.select(Incident.priority).where(Incident.id == incident_id))
+        == 1
+    )
 
 
 def test_a_savepoint_rolled_back_after_an_inner_one_was_released_expires_its_writes(
-    session: Session,
+    spatialite_session: Session,
 ) -> None:
-    (incident,) = _incidents(session, 1)
-    outer = session.begin_nested()
+    (incident,) = _incidents(spatialite_session, 1)
+    outer = spatialite_session.begin_nested()
     incident.priority = 1
-    session.flush()
-    with session.begin_nested():  # released: its commit must not forget the outer's writes
+    spatialite_session.flush()
+    with (
+        spatialite_session.begin_nested()
+    ):  # released: its commit must not forget the outer's writes
         pass
     outer.rollback()
     assert incident.priority == 2
 
 
-def test_a_released_savepoint_keeps_its_changes(session: Session) -> None:
-    (incident,) = _incidents(session, 1)
-    with session.begin_nested():
+def test_a_released_savepoint_keeps_its_changes(spatialite_session: Session) -> None:
+    (incident,) = _incidents(spatialite_session, 1)
+    with spatialite_session.begin_nested():
         incident.priority = 1
-        session.flush()
+        spatialite_session.flush()
     assert incident.priority == 1
-    assert session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id)) == 1
+    assert (
+        spatialite_session.scalar(sa.select(Incident.priority).where(Incident.id == incident.id))
+        == 1
+    )
 
 
-def test_a_row_gone_from_the_table_is_stale_data(session: Session) -> None:
-    incident, other = _incidents(session, 2)
-    # Behind the session's back: it still holds the object.
-    session.execute(sa.text("DELETE FROM incidents WHERE id = :id"), {"id": incident.id})
+def test_a_row_gone_from_the_table_is_stale_data(spatialite_session: Session) -> None:
+    incident, other = _incidents(spatialite_session, 2)
+    # Behind the spatialite_session's back: it still holds the object.
+    spatialite_session.execute(sa.text("DELETE FROM incidents WHERE id = :id"), {"id": incident.id})
     incident.priority, other.priority = 1, 1
     with pytest.raises(StaleDataError, match="expected to update 2 row"):
-        session.flush()
+        spatialite_session.flush()
 
 
 def test_a_sql_expression_and_a_new_object_go_to_the_orm_flush(
-    session: Session, spatialite_engine: Engine
+    spatialite_session: Session, spatialite_engine: Engine
 ) -> None:
-    first, second = _incidents(session, 2)
+    first, second = _incidents(spatialite_session, 2)
     first.report_count = Incident.report_count + 2
     with _updates(spatialite_engine) as updates:
-        session.flush()
+        spatialite_session.flush()
     assert updates == [
         "update incidents set report_count=(incidents.report_count + ?) where incidents.id = ?"
     ]
-    session.refresh(first)
+    spatialite_session.refresh(first)
     assert first.report_count == 3
     # A new object without its id: the ORM writes it, and the changed objects with it.
     second.priority = 4
-    (third,) = _incidents(session, 1)
-    assert second.priority == 4 and not session.dirty
-    assert session.scalar(sa.select(Incident.priority).where(Incident.id == second.id)) == 4
+    (third,) = _incidents(spatialite_session, 1)
+    assert second.priority == 4 and not spatialite_session.dirty
+    assert (
+        spatialite_session.scalar(sa.select(Incident.priority).where(Incident.id == second.id)) == 4
+    )
     assert third.id is not None
 
 
@@ -198,65 +185,68 @@ def _copy(crew: Crew, name: str) -> Crew:
 
 
 def test_a_unique_value_freed_and_taken_in_one_flush_is_the_orms_to_write(
-    session: Session, spatialite_engine: Engine
+    spatialite_session: Session, spatialite_engine: Engine
 ) -> None:
-    first, second = session.scalars(sa.select(Crew).order_by(Crew.id).limit(2)).all()
+    first, second = spatialite_session.scalars(sa.select(Crew).order_by(Crew.id).limit(2)).all()
     name = first.name
     # By id, the ORM frees the name before it is taken; grouped by columns, the second
     # crew's row (two columns changed) would go first and collide.
     first.name = f"{name} (ancienne équipe)"
     second.name, second.capacity = name, second.capacity + 1
     successor = _copy(first, f"{name} (relève)")
-    session.add(successor)
-    give_ids(session, [successor])
-    session.flush()
-    assert not session.new and not session.dirty
+    spatialite_session.add(successor)
+    give_ids(spatialite_session, [successor])
+    spatialite_session.flush()
+    assert not spatialite_session.new and not spatialite_session.dirty
     names = dict(
-        session.execute(
+        spatialite_session.execute(
             sa.select(Crew.id, Crew.name).where(Crew.id.in_([first.id, second.id]))
         ).all()
     )
     assert names == {first.id: f"{name} (ancienne équipe)", second.id: name}
 
 
-def test_a_failed_flush_writes_nothing_and_wants_a_rollback(session: Session) -> None:
-    crew = session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
+def test_a_failed_flush_writes_nothing_and_wants_a_rollback(spatialite_session: Session) -> None:
+    crew = spatialite_session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
     stored = crew.capacity
     position = CrewPosition(crew_id=crew.id, lon=-73.6, lat=45.5, fix_at=START, received_at=START)
-    session.add(position)
-    session.flush()
+    spatialite_session.add(position)
+    spatialite_session.flush()
     crew.capacity = stored + 5
     twin = CrewPosition(crew_id=crew.id, lon=-73.7, lat=45.6, fix_at=START, received_at=START)
-    session.add(twin)  # the same crew and instant: refused by the table
-    give_ids(session, [twin])
+    spatialite_session.add(twin)  # the same crew and instant: refused by the table
+    give_ids(spatialite_session, [twin])
     with pytest.raises(sa.exc.IntegrityError):
-        session.flush()
-    # As after the ORM's failed flush: nothing goes on until the session is rolled back,
+        spatialite_session.flush()
+    # As after the ORM's failed flush: nothing goes on until the spatialite_session is rolled back,
     # and the UPDATE that went before the refused INSERT is not kept.
     with pytest.raises(sa.exc.InvalidRequestError, match="rolled back"):
-        session.commit()
-    session.rollback()
-    assert session.scalar(sa.select(Crew.capacity).where(Crew.id == crew.id)) == stored
+        spatialite_session.commit()
+    spatialite_session.rollback()
+    assert spatialite_session.scalar(sa.select(Crew.capacity).where(Crew.id == crew.id)) == stored
 
 
-def test_a_column_given_as_another_column_is_the_orms_to_write(session: Session) -> None:
-    crew = session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
+def test_a_column_given_as_another_column_is_the_orms_to_write(spatialite_session: Session) -> None:
+    crew = spatialite_session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
     crew.last_lon = Crew.depot_lon  # type: ignore[assignment]
-    session.flush()
-    assert session.scalar(sa.select(Crew.last_lon).where(Crew.id == crew.id)) == crew.depot_lon
+    spatialite_session.flush()
+    assert (
+        spatialite_session.scalar(sa.select(Crew.last_lon).where(Crew.id == crew.id))
+        == crew.depot_lon
+    )
 
 
-def test_hooks_on_the_flush_or_on_updates_are_heard(session: Session) -> None:
-    crew = session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
+def test_hooks_on_the_flush_or_on_updates_are_heard(spatialite_session: Session) -> None:
+    crew = spatialite_session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
     heard: list[str] = []
 
     def flushing(*_: Any) -> None:
         heard.append("flush")
 
-    sa.event.listen(session, "before_flush", flushing)
+    sa.event.listen(spatialite_session, "before_flush", flushing)
     crew.capacity += 1
-    session.flush()
-    sa.event.remove(session, "before_flush", flushing)
+    spatialite_session.flush()
+    sa.event.remove(spatialite_session, "before_flush", flushing)
     assert heard == ["flush"]
 
     def updating(*_: Any) -> None:
@@ -265,25 +255,29 @@ def test_hooks_on_the_flush_or_on_updates_are_heard(session: Session) -> None:
     sa.event.listen(Crew, "before_update", updating)
     try:
         crew.capacity += 1
-        session.flush()
+        spatialite_session.flush()
     finally:
         sa.event.remove(Crew, "before_update", updating)
     assert heard == ["flush", "update"]
 
 
-def test_a_foreign_key_changed_to_a_new_row_is_the_orms_to_write(session: Session) -> None:
-    crew = session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
+def test_a_foreign_key_changed_to_a_new_row_is_the_orms_to_write(
+    spatialite_session: Session,
+) -> None:
+    crew = spatialite_session.scalars(sa.select(Crew).order_by(Crew.id).limit(1)).one()
     position = CrewPosition(crew_id=crew.id, lon=-73.6, lat=45.5, fix_at=START, received_at=START)
-    session.add(position)
-    session.flush()
+    spatialite_session.add(position)
+    spatialite_session.flush()
     successor = _copy(crew, f"{crew.name} bis")
-    session.add(successor)
-    give_ids(session, [successor])
+    spatialite_session.add(successor)
+    give_ids(spatialite_session, [successor])
     # The position now names a crew not yet in the table: it must go in first.
     position.crew_id = successor.id
-    session.flush()
+    spatialite_session.flush()
     assert (
-        session.scalar(sa.select(CrewPosition.crew_id).where(CrewPosition.id == position.id))
+        spatialite_session.scalar(
+            sa.select(CrewPosition.crew_id).where(CrewPosition.id == position.id)
+        )
         == successor.id
     )
 

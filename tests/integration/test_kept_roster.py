@@ -4,45 +4,29 @@ statement, a transaction rolled back), the next read is what a full read gives."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from assignments import pending_assignment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from incidents import flooding_incident
 from roster_reference import roster_from_orm
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from statements import counting_statements
 
 from fieldops.crews.models import Crew, CrewStatus
-from fieldops.db.engine import make_sessionmaker
 from fieldops.db.ids import give_ids
 from fieldops.db.updates import ChangesSession
 from fieldops.dispatch.models import Assignment
 from fieldops.dispatch.roster import crew_states
-from fieldops.districts.models import District
 from fieldops.incidents.models import Incident
-from fieldops.incidents.service import NewIncident, new_incident
 
 NOW = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
 STALE = timedelta(minutes=5)
 CREWS = 6  # the crews the changes touch (the roster read holds every crew)
-
-
-@pytest.fixture
-def sessions(spatialite_engine: Engine) -> sessionmaker[Session]:
-    return make_sessionmaker(spatialite_engine)
-
-
-@pytest.fixture
-def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    with sessions() as session:
-        yield session
-        session.rollback()  # nothing a test writes stays
 
 
 def _read(session: Session, at: datetime, *, able_only: bool = False) -> list[Any]:
@@ -55,22 +39,7 @@ def _expected(session: Session, at: datetime, *, able_only: bool = False) -> lis
 
 
 def _incident(session: Session) -> Incident:
-    district_id = session.scalar(sa.select(District.id).order_by(District.id).limit(1))
-    assert district_id is not None
-    incident = new_incident(
-        NewIncident(
-            service_code="flooding",
-            service_group="water",
-            priority=2,
-            district_id=district_id,
-            lon=-73.58,
-            lat=45.52,
-            address="rue Saint-Denis",
-            description="Eau sur la chaussée",
-            reported_at=NOW,
-        ),
-        now=NOW,
-    )
+    incident = flooding_incident(session, lon=-73.58, reported_at=NOW, now=NOW)
     session.add(incident)
     give_ids(session, [incident])
     session.flush()
@@ -99,22 +68,22 @@ def test_the_triggers_that_draw_the_stamps_are_in_place(spatialite_engine: Engin
 
 
 def test_a_read_with_nothing_changed_is_one_statement_and_a_change_reads_that_crew(
-    session: Session, spatialite_engine: Engine
+    spatialite_session: Session, spatialite_engine: Engine
 ) -> None:
-    first = _read(session, NOW)
-    assert first == _expected(session, NOW)
+    first = _read(spatialite_session, NOW)
+    assert first == _expected(spatialite_session, NOW)
     with counting_statements(spatialite_engine) as sent:
-        assert _read(session, NOW) == first
+        assert _read(spatialite_session, NOW) == first
     assert sent[0] == 1  # the stamps alone
     crew_id = first[2].crew_id
     # A plain statement, not the ORM: the database's triggers draw the new stamp.
-    session.execute(
+    spatialite_session.execute(
         sa.text("UPDATE crews SET capacity = capacity + 4 WHERE id = :id"), {"id": crew_id}
     )
     with counting_statements(spatialite_engine) as sent:
-        again = _read(session, NOW)
+        again = _read(spatialite_session, NOW)
     assert sent[0] == 2  # the stamps, then the one crew whose stamp changed
-    assert again == _expected(session, NOW)
+    assert again == _expected(spatialite_session, NOW)
     assert again[2].capacity == first[2].capacity + 4
 
 
@@ -198,9 +167,9 @@ def _apply(session: Session, crews: list[Crew], incident: Incident, step: tuple[
 )
 @given(steps=_STEPS)
 def test_every_read_is_a_full_read_whatever_changed_before(
-    sessions: sessionmaker[Session], steps: list[tuple[Any, ...]]
+    spatialite_sessions: sessionmaker[Session], steps: list[tuple[Any, ...]]
 ) -> None:
-    with sessions() as session:
+    with spatialite_sessions() as session:
         crews = list(session.scalars(sa.select(Crew).order_by(Crew.id).limit(CREWS)))
         incident = _incident(session)
         _read(session, NOW)  # kept before the changes: each read after must see them
