@@ -42,7 +42,7 @@ from sqlalchemy.orm import InstanceState, Mapper, Session
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
-from fieldops.db.bulk import insert_pending, insertable
+from fieldops.db.bulk import insert_pending, insertable, tables_in_order
 from fieldops.db.written import expire, remember
 
 
@@ -190,7 +190,7 @@ def _insert_hooks(mapper: Mapper[Any]) -> bool:
 def _write(session: Session, groups: _Groups) -> None:
     """One executemany per group: tables in dependency order, rows in id order."""
     connection = session.connection()
-    order = {table: n for n, table in enumerate(_tables())}
+    order = _table_order()
     for (plan, _columns), rows in sorted(
         groups.items(), key=lambda group: (order[group[0][0].table], group[0][1])
     ):
@@ -204,7 +204,6 @@ def _write(session: Session, groups: _Groups) -> None:
 
 
 @functools.cache
-def _tables() -> tuple[sa.Table, ...]:
-    from fieldops.db.base import Base
-
-    return tuple(Base.metadata.sorted_tables)
+def _table_order() -> dict[sa.Table, int]:
+    """Each table's place among them all, parents before children."""
+    return {table: n for n, table in enumerate(tables_in_order())}
