@@ -34,6 +34,20 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# SQLite's text of an instant, and back, made once for each of the last few thousand
+# instants: a tick writes and reads the same few instants in many rows (its ``now``, a
+# shift's start, an incident's opening).
+_MEMO_LIMIT = 8192
+_texts: dict[datetime, str] = {}
+_instants: dict[str, datetime] = {}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A tz-aware UTC instant on both backends (SQLite stores no zone: we add it back)."""
 
@@ -68,11 +82,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given where an instant is needed")
-            if value.tzinfo is not UTC:
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:-6]  # less its "+00:00"
+            text = _texts.get(value)  # a naive value equals no aware key
+            if text is None:
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime given where an instant is needed")
+                instant = value if value.tzinfo is UTC else value.astimezone(UTC)
+                text = instant.isoformat(" ", "microseconds")[:-6]  # less its "+00:00"
+                _remember(_texts, value, text)
+            return text
 
         return process
 
@@ -86,12 +103,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         def process(value: Any) -> datetime | None:
             if value is None:
                 return None
+            read = _instants.get(value)
+            if read is not None:
+                return read
             try:
                 read = datetime.fromisoformat(value + "+00:00")
             except (TypeError, ValueError):
                 read = None
             # Not text as stored (a bare date reads as one without its zone): the long way.
-            return read if read is not None and read.tzinfo is not None else chain(value)
+            if read is None or read.tzinfo is None:
+                return chain(value)
+            _remember(_instants, value, read)
+            return read
 
         return process
 

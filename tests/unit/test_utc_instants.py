@@ -87,3 +87,36 @@ def test_other_backends_keep_the_chain() -> None:
     process = column.bind_processor(dialect)
     stored = process(value) if process is not None else value
     assert stored == value and stored.tzinfo is UTC
+
+
+@given(st.lists(instants, min_size=1, max_size=30))
+def test_instants_seen_before_store_and_read_as_the_first_time(values: list[datetime]) -> None:
+    """Each instant's text is made once and kept: an instant given again, in any zone,
+    and its text read again, give what the chain gives."""
+    assert BIND is not None and RESULT is not None
+    for value in values + values[::-1] + [v.astimezone(UTC) for v in values]:
+        stored = BIND(value)
+        assert stored == chain_bind(value)
+        assert RESULT(stored) == chain_result(stored) == value.astimezone(UTC)
+
+
+def test_a_naive_instant_is_refused_after_the_same_wall_time_in_utc() -> None:
+    """The kept text of an instant never answers for a naive datetime of the same wall
+    time (a naive and an aware datetime are never equal keys)."""
+    assert BIND is not None
+    aware = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert BIND(aware) == "2026-11-29 12:00:00.000000"
+    naive = aware.replace(tzinfo=None)
+    with pytest.raises(ValueError, match="naive datetime"):
+        BIND(naive)
+
+
+def test_the_kept_texts_stay_bounded() -> None:
+    from fieldops.db import base
+
+    assert BIND is not None and RESULT is not None
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for k in range(2 * base._MEMO_LIMIT + 1):
+        RESULT(BIND(start + timedelta(seconds=k)))
+    assert 0 < len(base._texts) <= base._MEMO_LIMIT
+    assert 0 < len(base._instants) <= base._MEMO_LIMIT
