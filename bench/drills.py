@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.common import ROOT, Row
+from bench.driver_time import DriverTime, driver_time
 from fieldops.dispatch.service import TravelModel
 from fieldops.drills.database import drill_database
 from fieldops.drills.model import DrillOptions
@@ -51,6 +52,7 @@ class Measured:
     parts_s: dict[str, float]
     arrivals: list[Arrival]
     tick_s: int
+    driver: DriverTime  # SQLite's own work during the run
 
 
 def expected_reports(scenario: Scenario) -> float:
@@ -90,7 +92,8 @@ def run_drill(scenario: Scenario, scale: float, budget_s: float, travel: TravelM
         finished = True
         resolved: int | None = None
         try:
-            result = drill.run(on_step=watch)
+            with driver_time() as driver:
+                result = drill.run(on_step=watch)
             resolved = int(result.timeline["resolved_at"].notna().sum())
         except OverBudget:
             finished = False
@@ -108,6 +111,7 @@ def run_drill(scenario: Scenario, scale: float, budget_s: float, travel: TravelM
         parts_s=parts,
         arrivals=drill.arrivals[: drill.submitted + drill.rejected],
         tick_s=scenario.drill.tick_s,
+        driver=driver,
     )
 
 
@@ -204,6 +208,20 @@ def rows_for(size: float, measured: Measured, peer_s: float, goal: int) -> list[
             peer="submit_many alone",
             peer_value=peer_rate,
             ratio=reports_per_s / peer_rate if peer_rate else None,
+        )
+    )
+    driver = measured.driver
+    rows.append(
+        Row(
+            bench="drills",
+            case=f"{day}: SQLite's own work ({driver.statements:,} statements run, their rows "
+            f"fetched, {driver.commits:,} commits: {driver.execute_s:.1f} + {driver.fetch_s:.1f} "
+            f"+ {driver.commit_s:.1f} s); the rest is Python",
+            value=driver.total_s,
+            unit="s",
+            peer="drill wall time",
+            peer_value=measured.run_s,
+            ratio=driver.total_s / measured.run_s if measured.run_s else None,
         )
     )
     total = sum(measured.parts_s.values())
