@@ -263,11 +263,14 @@ class NoopActions:
     ) -> NoopActions:
         return self
 
+    def catch_up(self, incident: Incident) -> None:
+        pass
+
     def fire(self, incident: Incident, step: EscalationStep) -> str:
         return "bench: nothing done"
 
-    def finish(self) -> None:
-        pass
+    def finish(self) -> dict[int, str]:
+        return {}
 
 
 def tick(sessions: sessionmaker[Session], now: datetime, run_action: ActionRunner) -> list[Fired]:
