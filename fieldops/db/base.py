@@ -34,9 +34,9 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# SQLite's text of an instant, and back, made once for each of the last few thousand
-# instants: a tick writes and reads the same few instants in many rows (its ``now``, a
-# shift's start, an incident's opening).
+# SQLite's text of a UTC instant, and back, kept for up to a few thousand instants (the
+# memo starts afresh when full): a tick writes and reads the same few instants in many
+# rows (its ``now``, a shift's start, an incident's opening).
 _MEMO_LIMIT = 8192
 _texts: dict[datetime, str] = {}
 _instants: dict[str, datetime] = {}
@@ -82,14 +82,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            text = _texts.get(value)  # a naive value equals no aware key
-            if text is None:
-                if value.tzinfo is None:
-                    raise ValueError("naive datetime given where an instant is needed")
-                instant = value if value.tzinfo is UTC else value.astimezone(UTC)
-                text = instant.isoformat(" ", "microseconds")[:-6]  # less its "+00:00"
-                _remember(_texts, value, text)
-            return text
+            if value.tzinfo is UTC:
+                # Kept by UTC instant only: in another zone two equal datetimes can be
+                # different instants (a wall time repeated when the clocks go back).
+                text = _texts.get(value)
+                if text is None:
+                    text = value.isoformat(" ", "microseconds")[:-6]  # less its "+00:00"
+                    _remember(_texts, value, text)
+                return text
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given where an instant is needed")
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
         return process
 

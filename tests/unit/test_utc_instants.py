@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -109,6 +110,27 @@ def test_a_naive_instant_is_refused_after_the_same_wall_time_in_utc() -> None:
     naive = aware.replace(tzinfo=None)
     with pytest.raises(ValueError, match="naive datetime"):
         BIND(naive)
+
+
+@pytest.mark.parametrize(
+    "wall",
+    [
+        datetime(2026, 11, 1, 1, 30),  # noqa: DTZ001 (repeated: clocks go back at 2:00)
+        datetime(2026, 3, 8, 2, 30),  # noqa: DTZ001 (skipped: clocks go forward at 2:00)
+    ],
+)
+def test_a_wall_time_twice_in_a_zone_stores_each_instant(wall: datetime) -> None:
+    """In a zone with clock changes, the two readings of one wall time (``fold`` 0 and 1)
+    are equal datetimes with equal hashes, yet an hour apart as instants: each is stored
+    as its own instant, whichever comes first."""
+    assert BIND is not None
+    zone = ZoneInfo("America/New_York")
+    first, second = wall.replace(tzinfo=zone), wall.replace(tzinfo=zone, fold=1)
+    assert first == second and hash(first) == hash(second)
+    assert first.astimezone(UTC) != second.astimezone(UTC)
+    for pair in ((first, second), (second, first)):
+        for value in pair:
+            assert BIND(value) == chain_bind(value)
 
 
 def test_the_kept_texts_stay_bounded() -> None:
