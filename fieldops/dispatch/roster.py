@@ -188,11 +188,8 @@ class _KeptRoster:
             kept = crews[crew_id]
             last_fix_at = kept.last_fix_at
             state = kept.stale if last_fix_at is None or last_fix_at < stale_before else kept.fresh
-            if able_only and not (
-                state.on_duty
-                and state.shift_starts_at <= now < state.shift_ends_at
-                and state.active_jobs < state.capacity
-            ):
+            # Able: what the statement's ``able`` filter keeps (``crews.repo.crew_select``).
+            if able_only and state.can_take(_NO_SKILLS, now) is not None:
                 continue
             states.append(state)
         return states
@@ -208,6 +205,7 @@ class _KeptRoster:
                 )
 
 
+_NO_SKILLS: frozenset[str] = frozenset()
 _CHUNK = 500  # crews read by one statement (SQLite caps a statement's parameters)
 _STAMPS = sa.text("SELECT id, roster_stamp FROM crews ORDER BY id")
 
